@@ -1,0 +1,141 @@
+"""DreamWorld: `python app.py` serves the GUI; `generate` and `info` work headless.
+
+Headless commands print only the saved paths on stdout. Bad input exits with status 2
+and one line on stderr naming the field.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from models/, never from a hub at run time
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from dreamworld import schema  # noqa: E402
+
+
+class UserError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UserError(message)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_request_flags(parser: argparse.ArgumentParser, exclude=()) -> None:
+    """One flag per schema field; values are validated by the schema, not argparse."""
+    for name, f in schema.FIELDS.items():
+        if name in exclude:
+            continue
+        help_text = f.metadata["help"] + f" ({schema.allowed(name)})"
+        parser.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=help_text)
+
+
+def build_parser() -> Parser:
+    common = Parser(add_help=False)
+    common.add_argument("--settings", help="settings file (default: settings.json)")
+    common.add_argument("--models-dir", help="folder of models (default: from settings)")
+    common.add_argument("--creations-dir", help="folder for creations (default: from settings)")
+    common.add_argument("--verbose", "-v", action="store_true", help="log progress to stderr")
+
+    parser = Parser(prog="app.py", description="DreamWorld, a local Stable Diffusion studio.",
+                    parents=[common])
+    parser.add_argument("--listen", action="store_true", help="serve on 0.0.0.0 instead of 127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--auth", help="user:password required to open the GUI")
+    parser.add_argument("--api", action="store_true", help="also serve the A1111-compatible HTTP API")
+    for name in ("backend", "model", "device"):
+        parser.add_argument(_flag(name), dest=name, help=f"default {name} for this session")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
+
+    generate = sub.add_parser("generate", parents=[common], help="make images and print their paths")
+    add_request_flags(generate)
+    generate.add_argument("--from", dest="from_file", metavar="FILE",
+                          help="re-run a creation from the metadata embedded in FILE (flags override)")
+
+    info = sub.add_parser("info", parents=[common], help="print the metadata embedded in an image")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true", help="print the full request as JSON")
+    return parser
+
+
+def make_world(args):
+    from dreamworld import DreamWorld
+    return DreamWorld(args.settings, models_dir=args.models_dir, creations_dir=args.creations_dir)
+
+
+def cmd_generate(args) -> int:
+    from dreamworld import creations
+    world = make_world(args)
+    fields = {}
+    if args.from_file:
+        try:
+            fields = creations.request_from_file(args.from_file, world.creations_dir)
+        except creations.CreationError as e:
+            raise UserError(f"from: {e}") from None
+    fields.update({name: getattr(args, name) for name in schema.FIELDS if getattr(args, name) is not None})
+    result = world.create(**fields)
+    for path in result.paths:
+        print(path, flush=True)
+    if result.interrupted:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_info(args) -> int:
+    from dreamworld import creations
+    data = creations.read_creation(args.file)
+    if args.json:
+        print(json.dumps(data["request"] or creations.request_from_file(args.file), indent=2))
+    elif data["parameters"]:
+        print(data["parameters"])
+    else:
+        raise UserError(f"file: {args.file} holds no generation parameters")
+    return 0
+
+
+def cmd_gui(args) -> int:
+    from gui.app import launch
+    world = make_world(args)
+    for name in ("backend", "model", "device"):
+        if getattr(args, name):
+            world.settings.defaults[name] = getattr(args, name)
+    world.request()  # validate the overrides before serving
+    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    if args.auth and len(auth) != 2:
+        raise UserError("auth must look like user:password")
+    launch(world, host="0.0.0.0" if args.listen else "127.0.0.1", port=args.port, auth=auth, api=args.api)
+    return 0
+
+
+def main(argv=None) -> int:
+    from dreamworld.backends.base import BackendError
+    from dreamworld.creations import CreationError
+    from dreamworld.models import ModelError
+    from dreamworld.settings import SettingsError
+
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose or not args.command else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        command = {"generate": cmd_generate, "info": cmd_info, None: cmd_gui}[args.command]
+        return command(args)
+    except (UserError, schema.RequestError, BackendError, CreationError, ModelError, SettingsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

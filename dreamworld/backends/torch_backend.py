@@ -1,0 +1,185 @@
+"""The PyTorch backend: diffusers pipelines sharing one loaded model."""
+from __future__ import annotations
+
+import gc
+import json
+import logging
+
+import torch
+from diffusers import (
+    AutoencoderKL, AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image,
+    DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, DPMSolverSDEScheduler,
+    EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, LMSDiscreteScheduler,
+    PNDMScheduler, UniPCMultistepScheduler,
+)
+from PIL import Image, ImageFilter
+
+from .. import model_configs
+from ..models import ModelInfo
+from ..schema import MODES
+from .base import Backend, BackendError, Capabilities, Interrupted, Job
+
+log = logging.getLogger("dreamworld")
+
+# A1111 sampler names -> diffusers scheduler class and config overrides.
+SCHEDULERS = {
+    "Euler": (EulerDiscreteScheduler, {}),
+    "Euler a": (EulerAncestralDiscreteScheduler, {}),
+    "DPM++ 2M": (DPMSolverMultistepScheduler, {}),
+    "DPM++ 2M Karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+    "DPM++ SDE Karras": (DPMSolverSDEScheduler, {"use_karras_sigmas": True}),
+    "DDIM": (DDIMScheduler, {}),
+    "LMS": (LMSDiscreteScheduler, {}),
+    "Heun": (HeunDiscreteScheduler, {}),
+    "UniPC": (UniPCMultistepScheduler, {}),
+    "PNDM": (PNDMScheduler, {"skip_prk_steps": True}),
+}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PIPELINES = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
+             "inpaint": AutoPipelineForInpainting}
+
+
+def available_devices() -> tuple[str, ...]:
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devices.append("mps")
+    return tuple(devices)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if "mps" in available_devices() else "cpu"
+    if device not in available_devices():
+        raise BackendError(f"device {device!r} is not available on this machine; available: "
+                           + ", ".join(available_devices()))
+    return device
+
+
+def supported_precisions(device: str) -> tuple[str, ...]:
+    if device == "cuda":
+        return ("fp32", "fp16", "bf16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
+    if device == "mps":
+        return ("fp32", "fp16")
+    return ("fp32", "bf16")
+
+
+def resolve_precision(device: str, precision: str) -> str:
+    if precision == "auto":
+        return "fp16" if device in ("cuda", "mps") else "fp32"
+    if precision not in supported_precisions(device):
+        raise BackendError(f"precision {precision!r} is not supported on {device}; use one of "
+                           + ", ".join(supported_precisions(device)))
+    return precision
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    @classmethod
+    def capabilities(cls) -> Capabilities:
+        precisions = {p for d in available_devices() if d != "auto" for p in supported_precisions(d)}
+        return Capabilities(
+            modes=MODES, schedulers=tuple(SCHEDULERS), devices=available_devices(),
+            precisions=("auto",) + tuple(p for p in ("fp32", "bf16", "fp16") if p in precisions),
+            size_multiple=8)
+
+    def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str):
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(self.device, precision)
+        dtype = DTYPES[self.precision]
+        try:
+            pipe = _load_pipeline(model, dtype)
+            if vae is not None:
+                pipe.vae = _load_vae(vae, dtype)
+        except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as e:
+            raise BackendError(f"model {model.name!r} could not be loaded from {model.path}: "
+                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        pipe.set_progress_bar_config(disable=True)
+        self._pipes = {"txt2img": pipe.to(self.device)}
+        self._scheduler_config = dict(pipe.scheduler.config)
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        pipe = self._pipes["txt2img"]
+        size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        return size, size
+
+    @property
+    def clip_layers(self) -> int:
+        return self._pipes["txt2img"].text_encoder.config.num_hidden_layers
+
+    def _pipe(self, mode: str):
+        if mode not in self._pipes:
+            self._pipes[mode] = PIPELINES[mode].from_pipe(self._pipes["txt2img"])
+            self._pipes[mode].set_progress_bar_config(disable=True)
+        return self._pipes[mode]
+
+    def _scheduler(self, name: str, seed: int):
+        cls, overrides = SCHEDULERS[name]
+        if cls is DPMSolverSDEScheduler:
+            overrides = {**overrides, "noise_sampler_seed": seed}
+        return cls.from_config(self._scheduler_config, **overrides)
+
+    def generate(self, job: Job) -> Image.Image:
+        r = job.request
+        pipe = self._pipe(r.mode)
+        pipe.scheduler = self._scheduler(r.scheduler, job.seed)
+        stopped = False
+
+        def on_step_end(pipeline, i, t, tensors):
+            nonlocal stopped
+            job.on_step(i + 1, pipeline.num_timesteps)
+            if job.should_stop():
+                stopped = True
+                pipeline._interrupt = True
+            return tensors
+
+        args = dict(
+            prompt=r.prompt, negative_prompt=r.negative_prompt or None, num_inference_steps=r.steps,
+            guidance_scale=r.guidance_scale, clip_skip=(r.clip_skip - 1) or None,
+            # Noise comes from a CPU generator so that a seed gives the same picture on every device.
+            generator=torch.Generator("cpu").manual_seed(job.seed),
+            callback_on_step_end=on_step_end)
+        if r.mode == "txt2img":
+            args.update(width=r.width, height=r.height)
+        else:
+            args.update(image=job.init_image, strength=r.strength)
+        if r.mode == "inpaint":
+            mask = _blurred(job.mask, r.mask_blur)
+            args.update(mask_image=mask, width=r.width, height=r.height)
+        with torch.inference_mode():
+            image = pipe(**args).images[0]
+        if stopped:
+            raise Interrupted()
+        if r.mode == "inpaint":
+            # Like A1111, keep the unmasked pixels of the input exactly.
+            image = Image.composite(image, job.init_image, mask)
+        return image
+
+    def close(self) -> None:
+        self._pipes.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _blurred(mask: Image.Image, radius: int) -> Image.Image:
+    return mask.filter(ImageFilter.GaussianBlur(radius)) if radius else mask
+
+
+def _load_pipeline(model: ModelInfo, dtype) -> DiffusionPipeline:
+    if model.format == "diffusers":
+        index = json.loads((model.path / "model_index.json").read_text())
+        extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
+        return AutoPipelineForText2Image.from_pretrained(
+            model.path, torch_dtype=dtype, local_files_only=True, **extra)
+    pipeline_class, kwargs = model_configs.single_file_pipeline(model.path)
+    return pipeline_class.from_single_file(str(model.path), torch_dtype=dtype, **kwargs)
+
+
+def _load_vae(vae: ModelInfo, dtype) -> AutoencoderKL:
+    if vae.format == "diffusers":
+        return AutoencoderKL.from_pretrained(vae.path, torch_dtype=dtype, local_files_only=True)
+    return AutoencoderKL.from_single_file(str(vae.path), torch_dtype=dtype, **model_configs.single_file_vae_kwargs())

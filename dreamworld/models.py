@@ -1,0 +1,136 @@
+"""Finding and describing the models in models/.
+
+Checkpoints live in A1111-style (`Stable-diffusion/`, `VAE/`, `Lora/`) or ComfyUI-style
+(`checkpoints/`, `vae/`, `loras/`) sub-folders, as diffusers folders (with a
+`model_index.json`) or single files (`.safetensors`, `.ckpt`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+KINDS = {
+    "checkpoint": ("Stable-diffusion", "checkpoints", "diffusers"),
+    "vae": ("VAE", "vae"),
+    "lora": ("Lora", "loras"),
+}
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+
+
+class ModelError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: Path
+    kind: str  # checkpoint, vae or lora
+    format: str  # diffusers, safetensors or ckpt
+
+    @property
+    def weights_file(self) -> Path:
+        """The file whose hash identifies the model (the UNet for diffusers folders)."""
+        if self.format != "diffusers":
+            return self.path
+        for sub in ("unet", "transformer", "."):
+            for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"):
+                if (self.path / sub / name).exists():
+                    return self.path / sub / name
+        return self.path / "model_index.json"
+
+    @property
+    def hash(self) -> str:
+        """A1111's model hash: the first 10 hex digits of the weights' sha256."""
+        return file_sha256(self.weights_file)[:10]
+
+
+def _describe(path: Path, kind: str) -> ModelInfo | None:
+    if path.name.startswith("."):
+        return None
+    if path.is_dir():
+        if (path / "model_index.json").exists() or (kind == "vae" and (path / "config.json").exists()):
+            return ModelInfo(path.name, path, kind, "diffusers")
+        return None
+    if path.suffix.lower() in WEIGHT_SUFFIXES:
+        fmt = "safetensors" if path.suffix.lower() == ".safetensors" else "ckpt"
+        return ModelInfo(path.stem, path, kind, fmt)
+    return None
+
+
+def list_models(models_dir: str | os.PathLike, kind: str = "checkpoint") -> list[ModelInfo]:
+    """Every model of a kind, sorted by name; sub-folders inside a kind's folder are searched too."""
+    found: dict[str, ModelInfo] = {}
+    root = Path(models_dir)
+    for folder in KINDS[kind]:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*")):
+            if any(part.startswith(".") for part in path.relative_to(base).parts):
+                continue
+            if path.is_file() and path.parent != base and _describe(path.parent, kind):
+                continue  # a file inside a diffusers folder
+            info = _describe(path, kind)
+            if info and info.name not in found:
+                found[info.name] = info
+    return sorted(found.values(), key=lambda m: m.name.lower())
+
+
+def find_model(models_dir: str | os.PathLike, name: str, kind: str = "checkpoint") -> ModelInfo:
+    """The model called `name` (or `name.safetensors`); ModelError lists what exists."""
+    models = list_models(models_dir, kind)
+    wanted = Path(name).stem if Path(name).suffix.lower() in WEIGHT_SUFFIXES else name
+    wanted = wanted.split(" [")[0]  # A1111 titles look like "name [hash]"
+    for m in models:
+        if m.name == wanted:
+            return m
+    field = "model" if kind == "checkpoint" else kind
+    available = ", ".join(m.name for m in models) or f"none in {Path(models_dir)}"
+    raise ModelError(f"{field} {name!r} was not found; available: {available}")
+
+
+_hash_lock = threading.Lock()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, cached in models' `.hashes.json` by path, size and mtime."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    cache_file = _hash_cache_file(path)
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    with _hash_lock:
+        cache = _read_json(cache_file)
+        if key in cache:
+            return cache[key]
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        cache[key] = digest.hexdigest()
+        try:
+            tmp = cache_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(cache, indent=1))
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass  # a read-only models folder still works, only slower
+        return cache[key]
+
+
+def _hash_cache_file(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.name in ("models",):
+            return parent / ".hashes.json"
+    return path.parent / ".hashes.json"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,206 @@
+"""The DreamWorld web page: layout and event wiring only; generation is the controller's."""
+from __future__ import annotations
+
+import logging
+import time
+
+import gradio as gr
+from PIL import Image
+
+from dreamworld import creations, schema, settings as settings_module
+from dreamworld.backends.base import BackendError
+from dreamworld.service import Service
+from dreamworld.world import DreamWorld
+
+from . import controls
+
+log = logging.getLogger("dreamworld")
+
+# Fields shown as controls on the Create tab, in this order; images are handled separately.
+CREATE_FIELDS = [n for n in schema.FIELDS if schema.FIELDS[n].metadata["kind"] != "image"]
+TEXT_FIELDS = ("prompt", "negative_prompt")
+ADVANCED = ("clip_skip", "mask_blur", "vae", "backend", "device", "precision", "format")
+USER_ERRORS = (ValueError, creations.CreationError, BackendError)
+
+
+def _mask_from_editor(editor: dict | None) -> tuple[Image.Image | None, Image.Image | None]:
+    """The background and a white-on-black mask of everything painted on the layers."""
+    if not editor or editor.get("background") is None:
+        return None, None
+    background = editor["background"].convert("RGB")
+    mask = Image.new("L", background.size, 0)
+    for layer in editor.get("layers") or []:
+        alpha = layer.convert("RGBA").getchannel("A").point(lambda a: 255 if a else 0)
+        mask.paste(255, mask=alpha)
+    return background, mask
+
+
+def build(world: DreamWorld, service: Service) -> gr.Blocks:
+    defaults = world.request()
+    caps = world.capabilities()
+    limits = world.settings.limits
+    model_names = [m.name for m in world.list_models()]
+    vae_names = [""] + [m.name for m in world.list_models("vae")]
+
+    with gr.Blocks(title="DreamWorld") as page:
+        with gr.Tabs() as tabs:
+            with gr.Tab("Create", id="create"):
+                fields: dict[str, gr.Component] = {}
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        for name in TEXT_FIELDS:
+                            fields[name] = controls.control(name, getattr(defaults, name), caps, limits)
+                    with gr.Column(scale=1, min_width=200):
+                        generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                        interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt")
+                        status = gr.Markdown("", elem_id="status")
+                with gr.Row():
+                    with gr.Column():
+                        fields["mode"] = controls.control("mode", defaults.mode, caps, limits)
+                        init_image = gr.Image(label="Init image", type="filepath", elem_id="init-image",
+                                              visible=defaults.mode == "img2img")
+                        inpaint = gr.ImageMask(label="Image and mask (paint what to repaint)", type="pil",
+                                               image_mode="RGBA", elem_id="inpaint-editor",
+                                               brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
+                                               visible=defaults.mode == "inpaint")
+                        fields["model"] = controls.control("model", defaults.model, caps, limits,
+                                                           choices=model_names)
+                        for name in CREATE_FIELDS:
+                            if name not in fields and name not in ADVANCED:
+                                fields[name] = controls.control(name, getattr(defaults, name), caps, limits)
+                        with gr.Accordion("Advanced", open=False):
+                            for name in ADVANCED:
+                                choices = vae_names if name == "vae" else None
+                                fields[name] = controls.control(name, getattr(defaults, name), caps, limits,
+                                                                choices=choices)
+                    with gr.Column():
+                        gallery = gr.Gallery(label="Results", format="png", columns=2, elem_id="results",
+                                             height="auto")
+                        info = gr.Textbox(label="Parameters", lines=4, interactive=False, elem_id="info")
+
+            with gr.Tab("Creations", id="creations"):
+                refresh = gr.Button("Refresh")
+                browse = gr.Gallery(label="Creations", format="png", columns=6, elem_id="creations",
+                                    allow_preview=True)
+                chosen = gr.State(None)
+                chosen_info = gr.Textbox(label="Parameters", lines=4, interactive=False,
+                                         elem_id="creation-info")
+                load = gr.Button("Load these settings into Create", elem_id="load-settings")
+
+            with gr.Tab("Settings", id="settings"):
+                settings_note = gr.Markdown(world.settings.problem or "")
+                models_dir = gr.Textbox(label="Models folder", value=world.settings.models_dir)
+                creations_dir = gr.Textbox(label="Creations folder", value=world.settings.creations_dir)
+                default_fields = ("backend", "model", "device", "precision", "scheduler", "steps",
+                                  "guidance_scale", "width", "height")
+                setting_controls = {
+                    name: controls.control(name, getattr(defaults, name), caps, {},
+                                           choices=model_names if name == "model" else None,
+                                           elem_id=f"setting-{name}")
+                    for name in default_fields}
+                max_steps = gr.Slider(1, schema.FIELDS["steps"].metadata["max"], step=1,
+                                      value=controls.limit("steps", limits), label="Maximum steps")
+                save_settings = gr.Button("Save settings", variant="primary")
+                saved = gr.Markdown("")
+
+        field_names = list(fields)
+        field_inputs = [fields[n] for n in field_names]
+
+        def run(init_path, editor, *values, progress=gr.Progress()):
+            values = dict(zip(field_names, values))
+            if values["mode"] == "img2img":
+                values["init_image"] = init_path
+            elif values["mode"] == "inpaint":
+                values["init_image"], values["mask"] = _mask_from_editor(editor)
+            try:
+                task = service.create(**values)
+                while not task.done.wait(0.2):
+                    p = task.progress
+                    progress(p.fraction, desc=p.describe() if p.images else "loading the model")
+                result = task.wait()
+            except USER_ERRORS as e:
+                raise gr.Error(str(e)) from None
+            pictures = [(str(path), f"seed {seed}") for path, seed in zip(result.paths, result.seeds)]
+            note = f"Saved {len(result.paths)} image(s) in {result.request.width}x{result.request.height}."
+            if result.interrupted:
+                note += " Interrupted."
+            return pictures, (result.parameters[0] if result.parameters else ""), note
+
+        generate.click(run, [init_image, inpaint] + field_inputs, [gallery, info, status])
+        interrupt.click(lambda: service.interrupt(), None, None, queue=False)
+
+        def show_mode_inputs(mode):
+            return gr.update(visible=mode == "img2img"), gr.update(visible=mode == "inpaint")
+
+        fields["mode"].change(show_mode_inputs, fields["mode"], [init_image, inpaint])
+
+        reshaped = [n for n in field_names if n != "backend"]
+
+        def reshape(backend, *values):
+            try:
+                new_caps = world.capabilities(backend)
+            except USER_ERRORS as e:
+                gr.Warning(str(e))
+                return [gr.update() for _ in reshaped]
+            return [controls.reshape(n, v, new_caps, world.settings.limits) for n, v in zip(reshaped, values)]
+
+        fields["backend"].change(reshape, [fields["backend"]] + [fields[n] for n in reshaped],
+                                 [fields[n] for n in reshaped])
+
+        def list_creations():
+            return [str(p) for p in creations.list_creations(world.creations_dir)[:200]]
+
+        def choose(evt: gr.SelectData):
+            path = creations.list_creations(world.creations_dir)[evt.index]
+            try:
+                data = creations.read_creation(path)
+            except creations.CreationError as e:
+                raise gr.Error(str(e)) from None
+            return str(path), data["parameters"] or ""
+
+        def load_settings(path):
+            if not path:
+                raise gr.Error("Choose a creation first.")
+            try:
+                stored = creations.request_from_file(path, world.creations_dir)
+            except creations.CreationError as e:
+                raise gr.Error(str(e)) from None
+            updates = [gr.update(value=stored[n]) if n in stored else gr.update() for n in field_names]
+            return [gr.Tabs(selected="create")] + updates
+
+        refresh.click(list_creations, None, browse)
+        page.load(list_creations, None, browse)
+        browse.select(choose, None, [chosen, chosen_info])
+        load.click(load_settings, chosen, [tabs] + field_inputs)
+
+        def save(models_folder, creations_folder, top_steps, *values):
+            new = settings_module.Settings(
+                models_dir=models_folder, creations_dir=creations_folder,
+                defaults={**world.settings.defaults, **{n: v for n, v in zip(setting_controls, values)
+                                                      if v not in (None, "")}},
+                limits={**world.settings.limits, "steps": {"max": int(top_steps)}},
+                path=world.settings.path)
+            try:
+                path = settings_module.save(new)
+            except settings_module.SettingsError as e:
+                raise gr.Error(str(e)) from None
+            world.settings = new
+            return f"Saved to {path} at {time.strftime('%H:%M:%S')}. Folder changes apply after a restart."
+
+        save_settings.click(save, [models_dir, creations_dir, max_steps] + list(setting_controls.values()),
+                            saved)
+        settings_note.visible = bool(world.settings.problem)
+    return page
+
+
+def launch(world: DreamWorld, host: str = "127.0.0.1", port: int = 7860, auth=None, api: bool = False,
+           block: bool = True) -> gr.Blocks:
+    if api:
+        raise ValueError("api: the HTTP API is not built yet; run without --api")
+    service = Service(world)
+    page = build(world, service)
+    page.queue(default_concurrency_limit=1)
+    world.creations_dir.mkdir(parents=True, exist_ok=True)
+    page.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=not block,
+                allowed_paths=[str(world.creations_dir)], show_error=True, quiet=False)
+    return page

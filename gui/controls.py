@@ -1,0 +1,60 @@
+"""Gradio controls derived from the request schema and a backend's declared capabilities."""
+from __future__ import annotations
+
+import gradio as gr
+
+from dreamworld import schema
+from dreamworld.backends.base import Capabilities
+
+LABELS = {"guidance_scale": "CFG scale", "clip_skip": "Clip skip", "count": "Batch count",
+          "strength": "Denoising strength", "negative_prompt": "Negative prompt", "mask_blur": "Mask blur",
+          "vae": "VAE", "scheduler": "Sampler"}
+STEP = {"guidance_scale": 0.5, "strength": 0.01, "width": 8, "height": 8}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def capability_choices(name: str, caps: Capabilities) -> tuple | None:
+    """The choices a backend allows for a field, or None if the field is not limited by it."""
+    return {"mode": caps.modes, "scheduler": caps.schedulers, "device": caps.devices,
+            "precision": caps.precisions}.get(name)
+
+
+def limit(name: str, limits: dict, caps: Capabilities | None = None):
+    top = schema.FIELDS[name].metadata["max"]
+    if caps is not None and name == "clip_skip":
+        top = min(top, caps.max_clip_skip)
+    return min(top, limits.get(name, {}).get("max", top))
+
+
+def control(name: str, value, caps: Capabilities, limits: dict, choices=None, **extra) -> gr.Component:
+    """One Gradio component for a schema field."""
+    meta = schema.FIELDS[name].metadata
+    kind = schema.field_type(name)
+    common = dict(label=label(name), info=meta["help"], elem_id=f"field-{name}", **extra)
+    choices = choices or capability_choices(name, caps) or meta["choices"]
+    if choices:
+        if name == "mode":
+            return gr.Radio(choices=list(choices), value=value, **common)
+        return gr.Dropdown(choices=list(choices), value=value, **common)
+    if kind is str:
+        return gr.Textbox(value=value, lines=3 if "prompt" in name else 1, **common)
+    if name in ("width", "height", "seed"):
+        return gr.Number(value=value, precision=0, minimum=meta["min"], maximum=limit(name, limits),
+                         step=STEP.get(name, 1), **common)
+    return gr.Slider(minimum=meta["min"], maximum=limit(name, limits, caps), value=value,
+                     step=STEP.get(name, 1), **common)
+
+
+def reshape(name: str, value, caps: Capabilities, limits: dict):
+    """An update that fits an existing control to another backend's capabilities."""
+    choices = capability_choices(name, caps)
+    if choices is not None:
+        return gr.update(choices=list(choices), value=value if value in choices else choices[0])
+    if name in ("width", "height"):
+        return gr.update(step=caps.size_multiple)
+    if name == "clip_skip":
+        return gr.update(maximum=limit(name, limits, caps), value=min(value or 1, limit(name, limits, caps)))
+    return gr.update()
