@@ -13,6 +13,8 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from models/, never from a hub at run time
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+if "-v" not in sys.argv and "--verbose" not in sys.argv:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from dreamworld import schema  # noqa: E402
 

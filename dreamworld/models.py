@@ -65,19 +65,19 @@ def _describe(path: Path, kind: str) -> ModelInfo | None:
 def list_models(models_dir: str | os.PathLike, kind: str = "checkpoint") -> list[ModelInfo]:
     """Every model of a kind, sorted by name; sub-folders inside a kind's folder are searched too."""
     found: dict[str, ModelInfo] = {}
-    root = Path(models_dir)
     for folder in KINDS[kind]:
-        base = root / folder
-        if not base.is_dir():
-            continue
-        for path in sorted(base.rglob("*")):
-            if any(part.startswith(".") for part in path.relative_to(base).parts):
-                continue
-            if path.is_file() and path.parent != base and _describe(path.parent, kind):
-                continue  # a file inside a diffusers folder
-            info = _describe(path, kind)
-            if info and info.name not in found:
-                found[info.name] = info
+        for top, dirs, files in os.walk(Path(models_dir) / folder, followlinks=True):
+            dirs.sort()
+            for name in list(dirs):
+                info = _describe(Path(top) / name, kind)
+                if info or name.startswith("."):
+                    dirs.remove(name)  # never look inside a diffusers folder
+                if info:
+                    found.setdefault(info.name, info)
+            for name in sorted(files):
+                info = _describe(Path(top) / name, kind)
+                if info:
+                    found.setdefault(info.name, info)
     return sorted(found.values(), key=lambda m: m.name.lower())
 
 

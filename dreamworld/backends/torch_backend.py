@@ -12,14 +12,17 @@ from diffusers import (
     EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, LMSDiscreteScheduler,
     PNDMScheduler, UniPCMultistepScheduler,
 )
+from diffusers.utils import logging as diffusers_logging
 from PIL import Image, ImageFilter
+from transformers.utils import logging as transformers_logging
 
-from .. import model_configs
 from ..models import ModelInfo
 from ..schema import MODES
 from .base import Backend, BackendError, Capabilities, Interrupted, Job
 
 log = logging.getLogger("dreamworld")
+diffusers_logging.disable_progress_bar()
+transformers_logging.disable_progress_bar()
 
 # A1111 sampler names -> diffusers scheduler class and config overrides.
 SCHEDULERS = {
@@ -137,8 +140,7 @@ class TorchBackend(Backend):
             return tensors
 
         args = dict(
-            prompt=r.prompt, negative_prompt=r.negative_prompt or None, num_inference_steps=r.steps,
-            guidance_scale=r.guidance_scale, clip_skip=(r.clip_skip - 1) or None,
+            **self._prompts(pipe, r), num_inference_steps=r.steps, guidance_scale=r.guidance_scale,
             # Noise comes from a CPU generator so that a seed gives the same picture on every device.
             generator=torch.Generator("cpu").manual_seed(job.seed),
             callback_on_step_end=on_step_end)
@@ -158,6 +160,24 @@ class TorchBackend(Backend):
             image = Image.composite(image, job.init_image, mask)
         return image
 
+    def _prompts(self, pipe, r) -> dict:
+        """Prompt arguments; clip skip is applied here as A1111 does (final layer norm after the skip)."""
+        if r.clip_skip == 1 or getattr(pipe, "text_encoder_2", None) is not None:
+            return dict(prompt=r.prompt, negative_prompt=r.negative_prompt or None,
+                        clip_skip=(r.clip_skip - 1) or None)
+        return dict(prompt_embeds=self._embed(pipe, r.prompt, r.clip_skip),
+                    negative_prompt_embeds=self._embed(pipe, r.negative_prompt, r.clip_skip))
+
+    @staticmethod
+    def _embed(pipe, text: str, clip_skip: int):
+        encoder = pipe.text_encoder
+        ids = pipe.tokenizer(text, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(encoder.device)
+        with torch.inference_mode():
+            hidden = encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
+            norm = getattr(encoder, "final_layer_norm", None) or encoder.text_model.final_layer_norm
+            return norm(hidden).to(encoder.dtype)
+
     def close(self) -> None:
         self._pipes.clear()
         gc.collect()
@@ -174,12 +194,14 @@ def _load_pipeline(model: ModelInfo, dtype) -> DiffusionPipeline:
         index = json.loads((model.path / "model_index.json").read_text())
         extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
         return AutoPipelineForText2Image.from_pretrained(
-            model.path, torch_dtype=dtype, local_files_only=True, **extra)
+            model.path, dtype=dtype, local_files_only=True, **extra)
+    from .. import model_configs
     pipeline_class, kwargs = model_configs.single_file_pipeline(model.path)
     return pipeline_class.from_single_file(str(model.path), torch_dtype=dtype, **kwargs)
 
 
 def _load_vae(vae: ModelInfo, dtype) -> AutoencoderKL:
     if vae.format == "diffusers":
-        return AutoencoderKL.from_pretrained(vae.path, torch_dtype=dtype, local_files_only=True)
+        return AutoencoderKL.from_pretrained(vae.path, dtype=dtype, local_files_only=True)
+    from .. import model_configs
     return AutoencoderKL.from_single_file(str(vae.path), torch_dtype=dtype, **model_configs.single_file_vae_kwargs())

@@ -1,0 +1,336 @@
+"""Saving creations and reading their metadata back.
+
+A creation is `<creations>/<YYYY-MM-DD>/<NNNNN>-<slug>.<png|jpg|webp>` with a `.txt`
+beside it holding the A1111 `parameters` text. The image embeds:
+
+- PNG: a `parameters` text chunk (tEXt, or iTXt when not Latin-1) and a `dreamworld`
+  iTXt chunk with the complete request as JSON;
+- JPEG and WebP: EXIF UserComment (piexif, "unicode" encoding, as A1111 writes it)
+  with the parameters, and EXIF ImageDescription (0th IFD) with the same JSON,
+  ASCII-escaped because that EXIF field is ASCII.
+
+The JSON is the request's fields plus `dreamworld_version`; init_image and mask are
+paths, relative to the creations folder, of copies stored once in `inputs/` under
+their content hash.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import os
+import re
+import threading
+import unicodedata
+from pathlib import Path
+
+import piexif
+import piexif.helper
+from PIL import Image, ImageOps, PngImagePlugin
+
+from . import __version__
+from .schema import FIELDS, SCHEDULERS, Request
+
+MAX_SIDE = 8192
+JPEG_QUALITY = 95
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+INPUTS = "inputs"
+
+# A1111's infotext grammar: `Key: value` pairs, a value either JSON-quoted or up to the next comma.
+_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+_NUMBERED = re.compile(r"^\.?(\d{5,})-")
+_SAMPLER_ALIASES = {"PLMS": "PNDM"}
+_save_lock = threading.Lock()
+
+
+class CreationError(Exception):
+    """A creation cannot be saved or read. `str(error)` is one sentence for the user."""
+
+
+# ----- the A1111 parameters text ----------------------------------------------------
+def _quote(value) -> str:
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ',:"\n') else text
+
+
+def _number(value) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def format_parameters(request: Request, *, seed: int, model_name: str, model_hash: str,
+                      width: int, height: int, version: str) -> str:
+    """The A1111 `parameters` text of one image, in A1111's layout."""
+    inpaint = request.mode == "inpaint"
+    pairs = {
+        "Steps": request.steps,
+        "Sampler": request.scheduler,
+        "CFG scale": _number(request.guidance_scale),
+        "Seed": seed,
+        "Size": f"{width}x{height}",
+        "Model hash": model_hash or None,
+        "Model": model_name or None,
+        "VAE": request.vae or None,
+        "Denoising strength": _number(request.strength) if request.mode in ("img2img", "inpaint") else None,
+        "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        "Mask blur": request.mask_blur if inpaint else None,
+        "Version": version or None,
+    }
+    line = ", ".join(f"{k}: {_quote(v)}" for k, v in pairs.items() if v is not None)
+    negative = f"\nNegative prompt: {request.negative_prompt}" if request.negative_prompt else ""
+    return f"{request.prompt}{negative}\n{line}".strip()
+
+
+def parse_parameters(text: str) -> dict:
+    """Parse A1111 parameters text into prompt, negative_prompt and every `Key: value` as text."""
+    *lines, last = text.strip().split("\n")
+    if len(_PARAM.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+    prompt, negative, in_negative = [], [], False
+    for line in lines:
+        line = line.strip()
+        if line.startswith("Negative prompt:"):
+            in_negative, line = True, line[len("Negative prompt:"):].strip()
+        (negative if in_negative else prompt).append(line)
+    result = {"prompt": "\n".join(prompt), "negative_prompt": "\n".join(negative)}
+    for key, value in _PARAM.findall(last):
+        value = value.strip()
+        if len(value) > 1 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        result[key] = value
+    return result
+
+
+def _scheduler(params: dict) -> str | None:
+    sampler = _SAMPLER_ALIASES.get(params.get("Sampler", ""), params.get("Sampler", ""))
+    schedule = params.get("Schedule type", "")
+    for name in (f"{sampler} {schedule}", sampler):
+        if name in SCHEDULERS:
+            return name
+    return None
+
+
+def request_from_parameters(params: dict) -> dict:
+    """Map a parse_parameters() dict to Request field values; what cannot be mapped is left out."""
+    fields = {name: params[name] for name in ("prompt", "negative_prompt") if name in params}
+    numbers = {"Steps": ("steps", int), "CFG scale": ("guidance_scale", float), "Seed": ("seed", int),
+               "Denoising strength": ("strength", float), "Clip skip": ("clip_skip", int),
+               "Mask blur": ("mask_blur", int)}
+    for key, (name, kind) in numbers.items():
+        try:
+            fields[name] = kind(params[key])
+        except (KeyError, ValueError):
+            pass
+    size = _SIZE.match(params.get("Size", ""))
+    if size:
+        fields["width"], fields["height"] = int(size.group(1)), int(size.group(2))
+    for key, name in (("Model", "model"), ("VAE", "vae")):
+        if params.get(key):
+            fields[name] = params[key]
+    scheduler = _scheduler(params)
+    if scheduler:
+        fields["scheduler"] = scheduler
+    return fields
+
+
+# ----- files ------------------------------------------------------------------------
+def _write_atomic(path: Path, data: bytes | None = None, save=None) -> None:
+    """Write `data` (or call `save(file)`) to a hidden temp file beside `path`, then rename it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            if save is None:
+                f.write(data)
+            else:
+                save(f)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text[:limit]).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
+
+
+def _next_number(folder: Path) -> int:
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _NUMBERED.match(p.name))]
+    return max(numbers, default=0) + 1
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def open_image(path) -> Image.Image:
+    """Open an untrusted image file: checked, size-capped, upright, loaded, RGB (RGBA if it has alpha)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as probe:
+            width, height = probe.size
+            probe.verify()
+        if max(width, height) > MAX_SIDE:
+            raise CreationError(f"image {path.name!r} is {width}x{height} pixels, larger than the "
+                                f"{MAX_SIDE} pixels a side allowed")
+        with Image.open(path) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except CreationError:
+        raise
+    except Image.DecompressionBombError:
+        raise CreationError(f"image {path.name!r} has too many pixels to open safely") from None
+    except FileNotFoundError:
+        raise CreationError(f"cannot read {path.name!r} as an image: the file does not exist") from None
+    except Image.UnidentifiedImageError:
+        raise CreationError(f"cannot read {path.name!r} as an image: it is not an image file "
+                            "in a format Pillow knows") from None
+    except Exception:
+        raise CreationError(f"cannot read {path.name!r} as an image: the file is damaged or unreadable") from None
+    alpha = "A" in image.getbands() or "transparency" in image.info
+    return image.convert("RGBA" if alpha else "RGB")
+
+
+def store_input(image_or_path, creations_dir) -> str:
+    """Keep an input image in <creations>/inputs/ (once per content) and return its path relative to creations_dir.
+
+    A path already inside creations_dir is returned relative, without copying.
+    """
+    creations_dir = Path(creations_dir)
+    image = image_or_path
+    if not isinstance(image, Image.Image):
+        path = Path(image_or_path)
+        if not path.is_absolute() and (creations_dir / path).is_file():
+            path = creations_dir / path
+        if path.is_file() and _is_inside(path, creations_dir):
+            return path.resolve().relative_to(creations_dir.resolve()).as_posix()
+        image = open_image(path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    target = creations_dir / INPUTS / f"{hashlib.sha256(data).hexdigest()[:16]}.png"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(target, data)
+    return target.relative_to(creations_dir).as_posix()
+
+
+def _encoder(image: Image.Image, fmt: str, parameters: str, record: dict):
+    """A function that writes `image` with its embedded metadata to an open file."""
+    if fmt == "png":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", parameters)
+        info.add_itxt("dreamworld", json.dumps(record, ensure_ascii=False))
+        return lambda f: image.save(f, format="PNG", pnginfo=info)
+    exif = piexif.dump({
+        "0th": {piexif.ImageIFD.ImageDescription: json.dumps(record).encode("ascii")},
+        "Exif": {piexif.ExifIFD.UserComment: piexif.helper.UserComment.dump(parameters, encoding="unicode")},
+    })
+    if fmt == "jpg":
+        if len(exif) > 65533:
+            raise CreationError("the prompt is too long to embed in a JPEG file; save as png or webp")
+        rgb = image if image.mode in ("RGB", "L") else image.convert("RGB")
+        return lambda f: rgb.save(f, format="JPEG", quality=JPEG_QUALITY, exif=exif)
+    return lambda f: image.save(f, format="WEBP", quality=JPEG_QUALITY, exif=exif)
+
+
+def save_creation(image, request: Request, *, parameters: str, creations_dir, index_hint: str = "") -> Path:
+    """Save an image, its metadata and its .txt atomically; return the image path.
+
+    `index_hint` is optional extra text for the file name after the prompt slug (e.g. "frame-7").
+    """
+    creations_dir = Path(creations_dir)
+    record = {name: getattr(request, name) for name in FIELDS}
+    for name in ("init_image", "mask"):
+        if record[name] is not None:
+            record[name] = store_input(record[name], creations_dir)
+    record["dreamworld_version"] = __version__
+    write_image = _encoder(image, request.format, parameters, record)
+    slug = "-".join(filter(None, (_slug(request.prompt), _slug(index_hint)))) or "image"
+    folder = creations_dir / datetime.date.today().isoformat()
+    with _save_lock:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{_next_number(folder):05d}-{slug}.{request.format}"
+        text_path = path.with_suffix(".txt")
+        _write_atomic(text_path, parameters.encode("utf-8"))
+        try:
+            _write_atomic(path, save=write_image)
+        except BaseException:
+            text_path.unlink(missing_ok=True)
+            raise
+    return path
+
+
+def _record(text) -> dict | None:
+    try:
+        record = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "dreamworld_version" in record else None
+
+
+def read_creation(path) -> dict:
+    """{"parameters": text or None, "request": our JSON dict or None} embedded in an image file."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            info = dict(image.info)
+    except Exception as e:
+        reason = "the file does not exist" if isinstance(e, FileNotFoundError) else \
+            "it is not an image file or it is damaged"
+        raise CreationError(f"cannot read {path.name!r} as an image: {reason}") from None
+    parameters, request = info.get("parameters"), _record(info.get("dreamworld"))
+    raw = info.get("exif") or b""
+    if raw[:4] == b"Exif" or raw[:2] in (b"II", b"MM"):  # piexif.load treats anything else as a file name
+        try:
+            exif = piexif.load(raw)
+        except Exception:
+            exif = {}
+        comment = exif.get("Exif", {}).get(piexif.ExifIFD.UserComment)
+        if comment and parameters is None:
+            try:
+                parameters = piexif.helper.UserComment.load(comment)
+            except ValueError:
+                parameters = comment.decode("utf-8", errors="ignore")
+        if request is None:
+            request = _record(exif.get("0th", {}).get(piexif.ImageIFD.ImageDescription))
+    return {"parameters": str(parameters) if parameters else None, "request": request}
+
+
+def request_from_file(path, creations_dir=None) -> dict:
+    """The Request fields to re-run the creation in `path` (count 1, stored inputs as absolute paths)."""
+    path = Path(path)
+    data = read_creation(path)
+    if data["request"] is not None:
+        fields = {k: v for k, v in data["request"].items() if k in FIELDS}
+        fields["count"] = 1
+        roots = [Path(r) for r in (creations_dir, path.parent.parent) if r is not None]
+        for name in ("init_image", "mask"):
+            if fields.get(name):
+                candidates = [root / fields[name] for root in roots]
+                chosen = next((c for c in candidates if c.is_file()), candidates[0])
+                if not any(_is_inside(chosen, root) for root in roots):
+                    raise CreationError(f"{path.name!r} names a {name} outside the creations folder")
+                fields[name] = str(chosen)
+        return fields
+    if data["parameters"]:
+        return request_from_parameters(parse_parameters(data["parameters"]))
+    raise CreationError(f"{path.name!r} holds no generation parameters")
+
+
+def list_creations(creations_dir) -> list[Path]:
+    """Image files under creations_dir, newest first, without stored inputs and temp files."""
+    root = Path(creations_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+             and (parts := p.relative_to(root).parts)[0] != INPUTS
+             and not any(part.startswith(".") for part in parts)]
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, str(p)), reverse=True)

@@ -1,0 +1,41 @@
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from dreamworld import DreamWorld  # noqa: E402
+from dreamworld.settings import PROJECT_DIR, Settings  # noqa: E402
+
+TINY = PROJECT_DIR / "models" / "Stable-diffusion" / "dreamworld-tiny"
+FAST = dict(steps=4, width=64, height=64)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """A models folder holding the embedded model twice, under two names."""
+    root = tmp_path_factory.mktemp("models")
+    (root / "Stable-diffusion").mkdir()
+    (root / "Stable-diffusion" / "dreamworld-tiny").symlink_to(TINY)
+    shutil.copytree(TINY, root / "Stable-diffusion" / "tiny-copy")
+    return root
+
+
+@pytest.fixture(scope="session")
+def world(models_dir, tmp_path_factory) -> DreamWorld:
+    """One loaded world for the session (loading is the slow part)."""
+    return DreamWorld(settings=Settings(), models_dir=models_dir,
+                      creations_dir=tmp_path_factory.mktemp("creations"))
+
+
+def pixels(path_or_image) -> np.ndarray:
+    image = path_or_image if isinstance(path_or_image, Image.Image) else Image.open(path_or_image)
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def files_in(folder: Path) -> set[Path]:
+    return {p for p in Path(folder).rglob("*") if p.is_file()}
