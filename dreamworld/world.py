@@ -97,13 +97,13 @@ class DreamWorld:
             vae = models.find_model(self.models_dir, request.vae, "vae") if request.vae else None
         except models.ModelError as e:
             raise RequestError("vae" if str(e).startswith("vae") else "model", str(e)) from None
-        changed = sorted(k for k in key if self._key is None or self._key[k] != key[k])
+        changed = "first load" if self._key is None else ",".join(k for k in key if self._key[k] != key[k])
         self.release()
         started = time.monotonic()
         self.backend = cls(model, vae, request.device, request.precision)
         self._key = key
         log.info("compile: backend=%s model=%s changed=%s (%.1f s)", request.backend, model.name,
-                 ",".join(changed), time.monotonic() - started)
+                 changed, time.monotonic() - started)
         return self.backend
 
     def release(self) -> None:

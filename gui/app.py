@@ -108,6 +108,7 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
 
         def run(init_path, editor, *values, progress=gr.Progress()):
             values = dict(zip(field_names, values))
+            values.update({n: values[n] or None for n in ("width", "height")})  # 0: the model's size
             if values["mode"] == "img2img":
                 values["init_image"] = init_path
             elif values["mode"] == "inpaint":

@@ -33,7 +33,7 @@ def control(name: str, value, caps: Capabilities, limits: dict, choices=None, **
     """One Gradio component for a schema field."""
     meta = schema.FIELDS[name].metadata
     kind = schema.field_type(name)
-    common = dict(label=label(name), info=meta["help"], elem_id=f"field-{name}", **extra)
+    common = {"label": label(name), "info": meta["help"], "elem_id": f"field-{name}", **extra}
     choices = choices or capability_choices(name, caps) or meta["choices"]
     if choices:
         if name == "mode":
@@ -41,9 +41,12 @@ def control(name: str, value, caps: Capabilities, limits: dict, choices=None, **
         return gr.Dropdown(choices=list(choices), value=value, **common)
     if kind is str:
         return gr.Textbox(value=value, lines=3 if "prompt" in name else 1, **common)
-    if name in ("width", "height", "seed"):
-        return gr.Number(value=value, precision=0, minimum=meta["min"], maximum=limit(name, limits),
-                         step=STEP.get(name, 1), **common)
+    if name in ("width", "height"):
+        common["info"] = f"pixels, a multiple of {caps.size_multiple}; 0 = the model's native size"
+        return gr.Number(value=value or 0, precision=0, minimum=0, maximum=limit(name, limits),
+                         step=caps.size_multiple, **common)
+    if name == "seed":
+        return gr.Number(value=value, precision=0, minimum=meta["min"], maximum=meta["max"], **common)
     return gr.Slider(minimum=meta["min"], maximum=limit(name, limits, caps), value=value,
                      step=STEP.get(name, 1), **common)
 
