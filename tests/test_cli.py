@@ -1,0 +1,86 @@
+"""The headless command line: stdout holds only paths, bad input exits 2 with one line naming the field."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dreamworld import creations
+from dreamworld.settings import PROJECT_DIR
+
+from .conftest import files_in, pixels
+
+
+def app(*args, creations_dir):
+    command = [sys.executable, str(PROJECT_DIR / "app.py"), *args, "--creations-dir", str(creations_dir)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=PROJECT_DIR)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli-creations")
+
+
+def test_generate_prints_each_path_and_nothing_else(out):
+    run = app("generate", "--prompt", "a small yellow star", "--seed", "11", "--count", "2", "--steps", "5",
+              "--width", "64", "--height", "96", "--format", "jpg", creations_dir=out)
+    assert run.returncode == 0, run.stderr
+    paths = [Path(line) for line in run.stdout.splitlines()]
+    assert len(paths) == 2 and all(p.exists() and p.suffix == ".jpg" for p in paths)
+    assert Image.open(paths[0]).size == (64, 96)
+    assert [creations.read_creation(p)["request"]["seed"] for p in paths] == [11, 12]
+
+
+def test_info_and_from_reproduce_a_creation(out):
+    first = app("generate", "--prompt", "a green ring, on a black background", "--negative-prompt", "red",
+                "--seed", "5", "--steps", "6", "--scheduler", "DPM++ 2M Karras", "--width", "64",
+                "--height", "64", creations_dir=out)
+    [original] = first.stdout.splitlines()
+    info = app("info", original, creations_dir=out)
+    assert info.returncode == 0
+    assert info.stdout.splitlines()[:2] == ["a green ring, on a black background", "Negative prompt: red"]
+    assert "Sampler: DPM++ 2M Karras" in info.stdout and "Seed: 5" in info.stdout
+    again = app("generate", "--from", original, creations_dir=out)
+    assert again.returncode == 0, again.stderr
+    [copy] = again.stdout.splitlines()
+    assert copy != original and np.array_equal(pixels(original), pixels(copy))
+
+
+def test_from_an_a1111_image_reads_its_parameters(out, tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+    meta = PngInfo()
+    meta.add_text("parameters", "a blue square\nNegative prompt: green\nSteps: 3, Sampler: DDIM, CFG scale: 5.5, "
+                                "Seed: 99, Size: 64x72, Model hash: 0123456789, Model: sd15, Version: v1.10.1")
+    source = tmp_path / "a1111.png"
+    Image.new("RGB", (64, 72)).save(source, pnginfo=meta)
+    run = app("generate", "--from", str(source), "--model", "dreamworld-tiny", creations_dir=out)
+    assert run.returncode == 0, run.stderr
+    text = creations.read_creation(run.stdout.strip())["parameters"]
+    assert "Steps: 3, Sampler: DDIM, CFG scale: 5.5, Seed: 99, Size: 64x72" in text
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--width", "100"], "width must be from 64 to 2048 and a multiple of 8, got 100"),
+    (["--steps", "-3"], "steps must be from 1 to 150"),
+    (["--mode", "img2img"], "init_image is required in img2img mode"),
+    (["--mode", "img2img", "--init-image", "missing.png"], "init_image"),
+    (["--scheduler", "Euler z"], "scheduler must be one of"),
+    (["--model", "nope"], "model 'nope' was not found"),
+    (["--stepz", "3"], "unrecognized arguments: --stepz"),
+])
+def test_bad_input_exits_2_with_one_line(out, args, words):
+    before = files_in(out)
+    run = app("generate", "--prompt", "x", *args, creations_dir=out)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1 and words in run.stderr
+    assert files_in(out) == before
+
+
+def test_info_on_a_file_without_metadata_exits_2(out, tmp_path):
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    run = app("info", str(plain), creations_dir=out)
+    assert run.returncode == 2 and "no generation parameters" in run.stderr
