@@ -136,3 +136,20 @@ def test_interrupt_stops_before_saving(world):
     result = world.create(prompt="x", seed=1, count=3, on_progress=on_progress, **FAST)
     assert result.interrupted and result.paths == []
     assert files_in(world.creations_dir) == before
+
+
+def test_out_of_memory_is_one_sentence_and_writes_nothing(world, monkeypatch):
+    import torch
+
+    world.create(prompt="x", seed=1, **FAST)  # loaded
+    pipe = world.backend._pipe("txt2img")
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(type(pipe), "__call__", exhausted)
+    before = files_in(world.creations_dir)
+    with pytest.raises(Exception) as error:
+        world.create(prompt="x", seed=1, **FAST)
+    assert str(error.value).startswith("out of memory on cpu making a 64x64 image")
+    assert files_in(world.creations_dir) == before

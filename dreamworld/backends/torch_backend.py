@@ -151,8 +151,13 @@ class TorchBackend(Backend):
         if r.mode == "inpaint":
             mask = _blurred(job.mask, r.mask_blur)
             args.update(mask_image=mask, width=r.width, height=r.height)
-        with torch.inference_mode():
-            image = pipe(**args).images[0]
+        try:
+            with torch.inference_mode():
+                image = pipe(**args).images[0]
+        except torch.OutOfMemoryError:
+            self.free_cache()
+            raise BackendError(f"out of memory on {self.device} making a {r.width}x{r.height} image; "
+                               "try a smaller size or a lower precision") from None
         if stopped:
             raise Interrupted()
         if r.mode == "inpaint":
@@ -180,6 +185,10 @@ class TorchBackend(Backend):
 
     def close(self) -> None:
         self._pipes.clear()
+        self.free_cache()
+
+    @staticmethod
+    def free_cache() -> None:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
