@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import gradio as gr
 from PIL import Image
@@ -35,6 +36,16 @@ def _mask_from_editor(editor: dict | None) -> tuple[Image.Image | None, Image.Im
     return background, mask
 
 
+def _editor_from_mask(init_path: str, mask_path: str) -> dict:
+    """The ImageMask value showing a stored init image with its mask painted on a layer."""
+    background = creations.open_image(init_path).convert("RGBA")
+    mask = creations.open_image(mask_path).convert("L").resize(background.size, Image.NEAREST)
+    layer = Image.new("RGBA", background.size, (255, 255, 255, 0))
+    layer.putalpha(mask)
+    return {"background": background, "layers": [layer],
+            "composite": Image.alpha_composite(background, layer)}
+
+
 def build(world: DreamWorld, service: Service) -> gr.Blocks:
     defaults = world.request()
     caps = world.capabilities()
@@ -60,7 +71,7 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
                         init_image = gr.Image(label="Init image", type="filepath", elem_id="init-image",
                                               visible=defaults.mode == "img2img")
                         inpaint = gr.ImageMask(label="Image and mask (paint what to repaint)", type="pil",
-                                               image_mode="RGBA", elem_id="inpaint-editor",
+                                               image_mode="RGBA", format="png", elem_id="inpaint-editor",
                                                brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
                                                visible=defaults.mode == "inpaint")
                         fields["model"] = controls.control("model", defaults.model, caps, limits,
@@ -78,10 +89,11 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
                                              height="auto")
                         info = gr.Textbox(label="Parameters", lines=4, interactive=False, elem_id="info")
 
-            with gr.Tab("Creations", id="creations"):
-                refresh = gr.Button("Refresh")
+            with gr.Tab("Creations", id="creations") as creations_tab:
+                refresh = gr.Button("Refresh", elem_id="refresh-creations")
                 browse = gr.Gallery(label="Creations", format="png", columns=6, elem_id="creations",
                                     allow_preview=True)
+                listed = gr.State([])  # the paths shown in `browse`, in its order
                 chosen = gr.State(None)
                 chosen_info = gr.Textbox(label="Parameters", lines=4, interactive=False,
                                          elem_id="creation-info")
@@ -100,8 +112,8 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
                     for name in default_fields}
                 max_steps = gr.Slider(1, schema.FIELDS["steps"].metadata["max"], step=1,
                                       value=controls.limit("steps", limits), label="Maximum steps")
-                save_settings = gr.Button("Save settings", variant="primary")
-                saved = gr.Markdown("")
+                save_settings = gr.Button("Save settings", variant="primary", elem_id="save-settings")
+                saved = gr.Markdown("", elem_id="settings-saved")
 
         field_names = list(fields)
         field_inputs = [fields[n] for n in field_names]
@@ -110,21 +122,33 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
             values = dict(zip(field_names, values))
             values.update({n: values[n] or None for n in ("width", "height")})  # 0: the model's size
             if values["mode"] == "img2img":
+                if not init_path:
+                    raise gr.Error("img2img needs an init image: upload one first.")
                 values["init_image"] = init_path
             elif values["mode"] == "inpaint":
                 values["init_image"], values["mask"] = _mask_from_editor(editor)
+                if values["init_image"] is None:
+                    raise gr.Error("Inpaint needs an image: upload one, then paint what to repaint.")
+                if not values["mask"].getbbox():
+                    raise gr.Error("Paint over the part of the image to repaint first.")
             try:
                 task = service.create(**values)
-                while not task.done.wait(0.2):
+                shown = None
+                # Report only changes, twice a second at most: each report makes Gradio's image editor
+                # (an input here) upload its layers again.
+                while not task.done.wait(0.5):
                     p = task.progress
-                    progress(p.fraction, desc=p.describe() if p.images else "loading the model")
+                    desc = p.describe() if p.images else "loading the model"
+                    if desc != shown:
+                        progress(p.fraction, desc=desc)
+                        shown = desc
                 result = task.wait()
             except USER_ERRORS as e:
                 raise gr.Error(str(e)) from None
             pictures = [(str(path), f"seed {seed}") for path, seed in zip(result.paths, result.seeds)]
             note = f"Saved {len(result.paths)} image(s) in {result.request.width}x{result.request.height}."
             if result.interrupted:
-                note += " Interrupted."
+                note = f"Interrupted: saved {len(result.paths)} of {result.request.count} image(s)."
             return pictures, (result.parameters[0] if result.parameters else ""), note
 
         generate.click(run, [init_image, inpaint] + field_inputs, [gallery, info, status])
@@ -149,10 +173,13 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
                                  [fields[n] for n in reshaped])
 
         def list_creations():
-            return [str(p) for p in creations.list_creations(world.creations_dir)[:200]]
+            paths = [str(p) for p in creations.list_creations(world.creations_dir)[:200]]
+            return [(p, Path(p).name) for p in paths], paths
 
-        def choose(evt: gr.SelectData):
-            path = creations.list_creations(world.creations_dir)[evt.index]
+        def choose(paths, evt: gr.SelectData):
+            if not paths or evt.index >= len(paths):
+                raise gr.Error("That creation is no longer listed; click Refresh.")
+            path = paths[evt.index]
             try:
                 data = creations.read_creation(path)
             except creations.CreationError as e:
@@ -167,18 +194,27 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
             except creations.CreationError as e:
                 raise gr.Error(str(e)) from None
             updates = [gr.update(value=stored[n]) if n in stored else gr.update() for n in field_names]
-            return [gr.Tabs(selected="create")] + updates
+            init, mask, mode = stored.get("init_image"), stored.get("mask"), stored.get("mode")
+            try:
+                editor = _editor_from_mask(init, mask) if mode == "inpaint" and init and mask else None
+            except creations.CreationError as e:
+                raise gr.Error(str(e)) from None
+            return [gr.Tabs(selected="create"),
+                    gr.update(value=init) if mode == "img2img" and init else gr.update(),
+                    gr.update(value=editor) if editor else gr.update()] + updates
 
-        refresh.click(list_creations, None, browse)
-        page.load(list_creations, None, browse)
-        browse.select(choose, None, [chosen, chosen_info])
-        load.click(load_settings, chosen, [tabs] + field_inputs)
+        for event in (refresh.click, creations_tab.select, page.load):
+            event(list_creations, None, [browse, listed])
+        browse.select(choose, listed, [chosen, chosen_info])
+        load.click(load_settings, chosen, [tabs, init_image, inpaint] + field_inputs)
 
         def save(models_folder, creations_folder, top_steps, *values):
+            chosen_defaults = {n: v for n, v in zip(setting_controls, values) if v not in (None, "")}
+            for name in ("width", "height"):  # 0: the model's native size
+                chosen_defaults[name] = chosen_defaults.get(name) or None
             new = settings_module.Settings(
                 models_dir=models_folder, creations_dir=creations_folder,
-                defaults={**world.settings.defaults, **{n: v for n, v in zip(setting_controls, values)
-                                                      if v not in (None, "")}},
+                defaults={**world.settings.defaults, **chosen_defaults},
                 limits={**world.settings.limits, "steps": {"max": int(top_steps)}},
                 path=world.settings.path)
             try:
@@ -194,10 +230,8 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
     return page
 
 
-def launch(world: DreamWorld, host: str = "127.0.0.1", port: int = 7860, auth=None, api: bool = False,
+def launch(world: DreamWorld, host: str = "127.0.0.1", port: int = 7860, auth=None,
            block: bool = True) -> gr.Blocks:
-    if api:
-        raise ValueError("api: the HTTP API is not built yet; run without --api")
     service = Service(world)
     page = build(world, service)
     page.queue(default_concurrency_limit=1)

@@ -1,0 +1,392 @@
+"""The GUI in a real browser: headless Chromium drives `python app.py` as a user would.
+
+Skipped when no Chromium is installed, unless DREAMWORLD_REQUIRE_BROWSER=1 (CI), which fails instead.
+Set DREAMWORLD_SCREENSHOTS=DIR to keep a screenshot of each test's final page.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dreamworld.creations import read_creation
+from dreamworld.settings import PROJECT_DIR, check
+
+pytestmark = pytest.mark.browser
+
+REQUIRE = os.environ.get("DREAMWORLD_REQUIRE_BROWSER") == "1"
+CHROMIUM = next((path for path in ("/usr/bin/chromium", shutil.which("chromium"),
+                                   shutil.which("chromium-browser")) if path and os.path.isfile(path)), None)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE:
+        pytest.fail(f"{reason}; DREAMWORLD_REQUIRE_BROWSER=1 requires the browser tests", pytrace=False)
+    pytest.skip(f"{reason}; browser tests skipped", allow_module_level=True)
+
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:
+    _unavailable("the playwright package is not installed")
+if CHROMIUM is None:
+    _unavailable("no Chromium found at /usr/bin/chromium or as `chromium` on PATH")
+
+FAST = {"width": 64, "height": 64, "steps": 4}
+GENERATION_TIMEOUT = 60_000  # ms; the first generation also loads the model
+
+
+# ----- the server and the browser ---------------------------------------------------
+class Server:
+    def __init__(self, root: Path):
+        self.root = root
+        self.creations = root / "creations"
+        self.settings = root / "config" / "settings.json"
+        self.log = root / "server.log"
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def files(self) -> set[Path]:
+        return {p for p in self.creations.rglob("*") if p.is_file()} if self.creations.exists() else set()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("gui"))
+    server.settings.parent.mkdir()
+    server.settings.write_text(json.dumps({"models_dir": str(PROJECT_DIR / "models"),
+                                           "defaults": {"model": "dreamworld-tiny"}}))
+    port = _free_port()
+    server.url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "GRADIO_TEMP_DIR": str(server.root / "gradio-tmp")}
+    with open(server.log, "wb") as log:
+        server.proc = subprocess.Popen(
+            [sys.executable, str(PROJECT_DIR / "app.py"), "--port", str(port),
+             "--creations-dir", str(server.creations), "--settings", str(server.settings)],
+            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.proc.poll() is not None:
+                pytest.fail(f"app.py exited with status {server.proc.returncode}:\n{server.log_tail()}")
+            try:
+                with urllib.request.urlopen(server.url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not answer at {server.url} within 60 s:\n{server.log_tail()}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        server.proc.terminate()
+        try:
+            server.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server, request):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(20_000)
+    page.goto(server.url)
+    page.locator("#generate").wait_for()
+    yield page
+    shots = os.environ.get("DREAMWORLD_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(shots) / f"{request.node.name}.png"), full_page=True)
+    page.close()
+    assert server.proc.poll() is None, f"the server died:\n{server.log_tail()}"
+
+
+# ----- helpers ----------------------------------------------------------------------
+def fill(page, **values) -> None:
+    """Type values into Create-tab fields, as a user would (sliders through their number box)."""
+    for name, value in values.items():
+        field = page.locator(f"#field-{name}")
+        box = field.locator("textarea") if name in ("prompt", "negative_prompt") else \
+            field.locator("input[type=number]")
+        box.fill(str(value))
+        box.press("Tab")
+
+
+def generate(page, timeout: int = GENERATION_TIMEOUT) -> str:
+    """Click Generate and wait until the status says what was saved; fail early on an error toast."""
+    page.click("#generate")
+    status, toast = page.locator("#status"), page.locator(".toast-body")
+    saved = status.filter(has_text=re.compile(r"Saved \d+ image"))
+    expect(saved.or_(toast).first).to_be_visible(timeout=timeout)
+    assert toast.count() == 0, f"generation failed: {toast.first.inner_text()}"
+    return status.inner_text()
+
+
+def load_creation(page, image: Path, prompt: str) -> None:
+    """In the Creations tab, show `image`'s parameters, then load its settings into Create."""
+    page.get_by_role("tab", name="Creations").click()
+    page.locator("#refresh-creations").click()
+    page.locator("#creations button.thumbnail-item", has=page.locator(f"img[src$='/{image.name}']")).click()
+    expect(page.locator("#creation-info textarea")).to_have_value(re.compile("^" + re.escape(prompt) + "\n"))
+    page.locator("#load-settings").click()
+    expect(page.locator("#field-prompt textarea")).to_be_visible()
+    expect(page.locator("#field-prompt textarea")).to_have_value(prompt)
+
+
+def new_images(server, before: set[Path]) -> list[Path]:
+    return sorted(p for p in server.files() - before if p.suffix == ".png" and "inputs" not in p.parts)
+
+
+def png_text_chunks(data: bytes) -> dict[str, str]:
+    """The tEXt/iTXt chunks of PNG bytes, read by hand (no re-encoding possible here)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
+    chunks, pos = {}, 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"tEXt":
+            key, text = body.split(b"\0", 1)
+            chunks[key.decode("latin-1")] = text.decode("latin-1")
+        elif kind == b"iTXt":
+            key, rest = body.split(b"\0", 1)
+            compressed, rest = rest[0], rest[2:]
+            _lang, _translated, text = rest.split(b"\0", 2)
+            chunks[key.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode("utf-8")
+        pos += 12 + length
+    return chunks
+
+
+def wait_until_stable(read, interval: float = 0.3, timeout: float = 10):
+    """A value read twice in a row `interval` apart."""
+    last, deadline = read(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        value = read()
+        if value == last:
+            return value
+        last = value
+    raise AssertionError(f"still changing after {timeout} s: {last!r}")
+
+
+def pattern(size: int = 128) -> Image.Image:
+    """A smooth, everywhere-different test picture (flat colours would hide resampling)."""
+    y, x = np.mgrid[0:size, 0:size]
+    rgb = np.stack([x * 255 // (size - 1), y * 255 // (size - 1), (x + y) * 127 // (size - 1)], axis=-1)
+    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+# ----- tests ------------------------------------------------------------------------
+def test_txt2img_saves_and_serves_the_png_with_its_metadata(page, server):
+    before = server.files()
+    fill(page, prompt="a lighthouse at dusk", seed=1234, **FAST)
+    assert "Saved 1 image(s) in 64x64" in generate(page)
+
+    shown = page.locator("#results img").first
+    expect(shown).to_be_visible()
+    info = page.locator("#info textarea").input_value()
+    assert info.startswith("a lighthouse at dusk") and "Seed: 1234" in info and "Size: 64x64" in info
+
+    [image] = new_images(server, before)
+    assert image.with_suffix(".txt").read_text() == info
+    parameters = read_creation(image)["parameters"]
+    assert parameters.startswith("a lighthouse at dusk\n") and "Seed: 1234" in parameters
+    assert "Steps: 4," in parameters
+    assert Image.open(image).size == (64, 64)
+
+    response = page.request.get(shown.get_attribute("src"))
+    assert response.ok
+    served = response.body()
+    assert served[:8] == b"\x89PNG\r\n\x1a\n", "Gradio re-encoded the creation it served"
+    chunks = png_text_chunks(served)
+    assert chunks.get("parameters") == parameters
+    assert json.loads(chunks["dreamworld"])["seed"] == 1234
+
+
+def test_progress_is_shown_and_interrupt_stops_a_long_generation(page, server):
+    before = server.files()
+    fill(page, prompt="a very slow picture", seed=5, width=512, height=512, steps=150)
+    page.click("#generate")
+    progress = page.locator("#results")
+    expect(progress).to_contain_text(re.compile(r"step \d+ of 150"), timeout=GENERATION_TIMEOUT)
+    time.sleep(1.0)  # it keeps running: still in progress a second later, far from done
+    text = progress.inner_text()
+    step = int(re.search(r"step (\d+) of 150", text).group(1))
+    assert step < 140, f"150 steps at 512x512 should take much longer than this: {text!r}"
+    assert "Saved" not in page.locator("#status").inner_text()
+
+    started = time.monotonic()
+    page.click("#interrupt")  # queue=False: must not wait behind the running generation
+    expect(page.locator("#status")).to_contain_text("Interrupted", timeout=30_000)
+    assert time.monotonic() - started < 30
+    assert "saved 0 of 1" in page.locator("#status").inner_text()
+    assert new_images(server, before) == []
+    assert not any(p.name.endswith(".tmp") for p in server.files())
+
+
+def test_bad_input_shows_an_error_and_the_server_stays_up(page, server):
+    before = server.files()
+    fill(page, prompt="an odd size", seed=3, width=65, height=64, steps=4)
+    page.click("#generate")
+    toast = page.locator(".toast-body").first
+    expect(toast).to_be_visible()
+    expect(toast).to_contain_text("width")
+    expect(toast).to_contain_text("multiple of 8")
+    assert server.proc.poll() is None
+    assert server.files() == before
+
+    toast.locator(".toast-close").click()
+    expect(page.locator(".toast-body")).to_have_count(0)
+    fill(page, width=64)
+    generate(page)
+    assert len(new_images(server, before)) == 1
+
+
+def test_img2img_uses_the_uploaded_image(page, server, tmp_path):
+    init = tmp_path / "init.png"
+    pattern(64).save(init)
+    before = server.files()
+    expect(page.locator("#init-image")).to_be_hidden()
+    page.locator("#field-mode").get_by_label("img2img").check()
+    expect(page.locator("#init-image")).to_be_visible()
+    page.locator("#init-image input[type=file]").set_input_files(init)
+    expect(page.locator("#init-image img")).to_be_visible()
+    fill(page, prompt="a painting of this", seed=11, **FAST)
+    generate(page)
+
+    [image] = new_images(server, before)
+    data = read_creation(image)
+    assert "Denoising strength: 0.75" in data["parameters"]
+    assert data["request"]["mode"] == "img2img"
+    stored = server.creations / data["request"]["init_image"]
+    assert stored.parent.name == "inputs"
+    assert np.array_equal(pixels(stored), pixels(init)), "the init image was altered on the way"
+
+    page.reload()  # a fresh page: txt2img, no init image
+    load_creation(page, image, "a painting of this")
+    expect(page.locator("#field-mode").get_by_label("img2img")).to_be_checked()
+    expect(page.locator("#init-image img")).to_be_visible()  # the stored init image came back too
+
+
+def test_inpaint_mask_is_painted_in_the_browser(page, server, tmp_path):
+    init = tmp_path / "scene.png"
+    pattern(128).save(init)
+    before = server.files()
+    page.locator("#field-mode").get_by_label("inpaint").check()
+    editor = page.locator("#inpaint-editor")
+    expect(editor).to_be_visible()
+    zoom_text = editor.locator(".zoom-number")
+    empty_zoom = wait_until_stable(zoom_text.inner_text)
+    editor.locator("input[type=file]").set_input_files(init)
+    expect(editor.get_by_text("Upload an image")).to_be_hidden()
+    expect(zoom_text).not_to_have_text(empty_zoom)  # the editor fits the loaded picture to its canvas
+    fitted = wait_until_stable(zoom_text.inner_text)
+    zoom = float(re.search(r"(\d+)%", fitted).group(1)) / 100
+    expect(editor.get_by_role("button", name="Brush", exact=True)).to_be_visible()
+
+    # A horizontal stroke across the upper left of the picture, which is centred in the canvas.
+    box = editor.locator("canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    stroke = [(cx + dx * zoom, cy - 30 * zoom) for dx in (-40, -20, 0)]  # image pixels from the centre
+    page.mouse.move(*stroke[0])
+    page.mouse.down()
+    for point in stroke[1:]:
+        page.mouse.move(*point)
+    page.mouse.up()
+    fill(page, prompt="a hole in the sky", seed=21, steps=4)  # native size 128x128, as the picture
+    generate(page)
+
+    [image] = new_images(server, before)
+    request = read_creation(image)["request"]
+    assert request["mode"] == "inpaint"
+    mask = np.asarray(Image.open(server.creations / request["mask"]).convert("L"))
+    assert mask.shape == (128, 128) and set(np.unique(mask)) <= {0, 255}
+    # Distance of every pixel from the painted segment (x 24..64, y 34, in image pixels).
+    y, x = np.mgrid[0:128, 0:128]
+    distance = np.hypot(x - np.clip(x, 24, 64), y - 34)
+    assert (mask[distance <= 2] == 255).all(), "the painted stroke is missing from the mask"
+    assert (mask[distance > 40] == 0).all(), "the mask has white far from the stroke"
+    far = distance > 40 + 4 * 4  # beyond the brush and the mask blur (4)
+    assert np.array_equal(pixels(image)[far], pixels(init)[far]), "unpainted pixels changed"
+    assert not np.array_equal(pixels(image)[distance <= 2], pixels(init)[distance <= 2])
+
+    # Loaded back from Creations, the editor holds the same picture and mask: the same pixels again.
+    page.reload()
+    load_creation(page, image, "a hole in the sky")
+    expect(page.locator("#field-mode").get_by_label("inpaint")).to_be_checked()
+    expect(editor).to_be_visible()
+    expect(editor.get_by_text("Upload an image")).to_be_hidden()
+    expect(zoom_text).to_have_text(fitted)  # the same picture, fitted as before: it has loaded
+    before = server.files()
+    generate(page)
+    [again] = new_images(server, before)
+    again_request = read_creation(again)["request"]
+    assert (again_request["init_image"], again_request["mask"]) == (request["init_image"], request["mask"])
+    assert np.array_equal(pixels(again), pixels(image))
+
+
+def test_creations_tab_loads_settings_back(page, server):
+    before = server.files()
+    fill(page, prompt="a creation to reload", seed=777, **FAST)
+    generate(page)
+    [image] = new_images(server, before)
+    fill(page, prompt="something else", seed=1)
+
+    load_creation(page, image, "a creation to reload")
+    assert "Seed: 777" in page.locator("#creation-info textarea").input_value()
+    expect(page.locator("#field-seed input")).to_have_value("777")
+    expect(page.locator("#field-width input")).to_have_value("64")
+
+
+def test_settings_tab_saves_defaults_atomically(page, server):
+    page.get_by_role("tab", name="Settings").click()
+    steps = page.locator("#setting-steps input[type=number]")
+    steps.fill("33")
+    steps.press("Tab")
+    page.locator("#save-settings").click()
+    expect(page.locator("#settings-saved")).to_contain_text("Saved to", timeout=10_000)
+
+    data = json.loads(server.settings.read_text())
+    assert data["defaults"]["steps"] == 33
+    assert data["models_dir"] == str(PROJECT_DIR / "models")
+    check(data)  # what was written loads back
+    assert [p.name for p in server.settings.parent.iterdir()] == ["settings.json"]
