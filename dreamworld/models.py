@@ -62,11 +62,16 @@ def _describe(path: Path, kind: str) -> ModelInfo | None:
     return None
 
 
-def list_models(models_dir: str | os.PathLike, kind: str = "checkpoint") -> list[ModelInfo]:
-    """Every model of a kind, sorted by name; sub-folders inside a kind's folder are searched too."""
+def _roots(models_dirs) -> list[Path]:
+    return [Path(models_dirs)] if isinstance(models_dirs, (str, os.PathLike)) else [Path(d) for d in models_dirs]
+
+
+def list_models(models_dirs, kind: str = "checkpoint") -> list[ModelInfo]:
+    """Every model of a kind in one or more models folders, sorted by name; the first folder wins a
+    name clash. Sub-folders inside a kind's folder are searched too."""
     found: dict[str, ModelInfo] = {}
-    for folder in KINDS[kind]:
-        for top, dirs, files in os.walk(Path(models_dir) / folder, followlinks=True):
+    for root, folder in ((root, folder) for root in _roots(models_dirs) for folder in KINDS[kind]):
+        for top, dirs, files in os.walk(root / folder, followlinks=True):
             dirs.sort()
             for name in list(dirs):
                 info = _describe(Path(top) / name, kind)
@@ -81,16 +86,16 @@ def list_models(models_dir: str | os.PathLike, kind: str = "checkpoint") -> list
     return sorted(found.values(), key=lambda m: m.name.lower())
 
 
-def find_model(models_dir: str | os.PathLike, name: str, kind: str = "checkpoint") -> ModelInfo:
+def find_model(models_dirs, name: str, kind: str = "checkpoint") -> ModelInfo:
     """The model called `name` (or `name.safetensors`); ModelError lists what exists."""
-    models = list_models(models_dir, kind)
+    models = list_models(models_dirs, kind)
     wanted = Path(name).stem if Path(name).suffix.lower() in WEIGHT_SUFFIXES else name
     wanted = wanted.split(" [")[0]  # A1111 titles look like "name [hash]"
     for m in models:
         if m.name == wanted:
             return m
     field = "model" if kind == "checkpoint" else kind
-    available = ", ".join(m.name for m in models) or f"none in {Path(models_dir)}"
+    available = ", ".join(m.name for m in models) or "none in " + ", ".join(map(str, _roots(models_dirs)))
     raise ModelError(f"{field} {name!r} was not found; available: {available}")
 
 

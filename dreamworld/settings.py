@@ -19,6 +19,7 @@ log = logging.getLogger("dreamworld")
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_PATH = PROJECT_DIR / "settings.json"
+BUILTIN_MODELS = PROJECT_DIR / "models"
 DEFAULT_MODEL = "dreamworld-tiny"
 
 

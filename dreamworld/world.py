@@ -61,6 +61,8 @@ class DreamWorld:
                  models_dir=None, creations_dir=None):
         self.settings = settings or settings_module.load(settings_path)
         self.models_dir = Path(models_dir) if models_dir else self.settings.models_path
+        # The embedded default ships with the project and is found whatever the models folder.
+        self.model_dirs = list(dict.fromkeys([self.models_dir.resolve(), settings_module.BUILTIN_MODELS]))
         self.creations_dir = Path(creations_dir) if creations_dir else self.settings.creations_path
         self.backend: Backend | None = None
         self._key: dict | None = None
@@ -77,7 +79,7 @@ class DreamWorld:
         return backend_class(backend or self.request().backend).capabilities()
 
     def list_models(self, kind: str = "checkpoint") -> list[models.ModelInfo]:
-        return models.list_models(self.models_dir, kind)
+        return models.list_models(self.model_dirs, kind)
 
     # ----- compiling ----------------------------------------------------------------
     def compile(self, request: Request) -> Backend:
@@ -93,8 +95,8 @@ class DreamWorld:
                 raise RequestError(name, f"{name} must be one of {', '.join(allowed)} on backend "
                                          f"{request.backend!r} here, got {key[name]!r}")
         try:
-            model = models.find_model(self.models_dir, model_name)
-            vae = models.find_model(self.models_dir, request.vae, "vae") if request.vae else None
+            model = models.find_model(self.model_dirs, model_name)
+            vae = models.find_model(self.model_dirs, request.vae, "vae") if request.vae else None
         except models.ModelError as e:
             raise RequestError("vae" if str(e).startswith("vae") else "model", str(e)) from None
         changed = "first load" if self._key is None else ",".join(k for k in key if self._key[k] != key[k])
@@ -127,7 +129,7 @@ class DreamWorld:
             backend = self.compile(request)
             request = self._resolve(request, backend)
             init_image, mask = self._inputs(request)
-            model = models.find_model(self.models_dir, request.model)
+            model = models.find_model(self.model_dirs, request.model)
             stored = request.replace(
                 init_image=creations.store_input(init_image, self.creations_dir) if init_image else None,
                 mask=creations.store_input(mask, self.creations_dir) if mask else None)

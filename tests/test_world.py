@@ -153,3 +153,12 @@ def test_out_of_memory_is_one_sentence_and_writes_nothing(world, monkeypatch):
         world.create(prompt="x", seed=1, **FAST)
     assert str(error.value).startswith("out of memory on cpu making a 64x64 image")
     assert files_in(world.creations_dir) == before
+
+
+def test_embedded_model_is_found_whatever_the_models_folder(tmp_path):
+    from dreamworld import DreamWorld
+    from dreamworld.settings import Settings
+
+    world = DreamWorld(settings=Settings(), models_dir=tmp_path / "empty", creations_dir=tmp_path / "out")
+    assert [m.name for m in world.list_models()] == ["dreamworld-tiny"]
+    assert world.create(prompt="x", seed=1, **FAST).paths
