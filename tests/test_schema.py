@@ -47,3 +47,37 @@ def test_settings_limits_lower_a_maximum():
 
 def test_key_fields_are_those_that_need_a_rebuild():
     assert set(schema.KEY_FIELDS) == {"model", "vae", "backend", "device", "precision"}
+
+
+def test_cinema_request_shares_the_request_fields_and_adds_its_own():
+    fields = schema.CINEMA_FIELDS
+    shared = [n for n in schema.FIELDS if n not in schema.CINEMA_EXCLUDED]
+    assert [n for n in fields if n in schema.FIELDS] == shared
+    assert dict(fields["steps"].metadata) == dict(schema.FIELDS["steps"].metadata)  # declared once
+    assert {"frames", "fps", "motion", "zoom", "translate_z", "rotate_y", "seed_behavior", "cadence",
+            "color_coherence", "video", "every_nth", "reuse_init", "gif", "prompts"} <= set(fields)
+    assert fields["strength"].metadata["kind"] == fields["guidance_scale"].metadata["kind"] == "schedule"
+    request = schema.validate_cinema({"zoom": 1.05, "gif": "yes", "strength": "0:(0.3), 10:(0.6)",
+                                      "prompts": {"0": "a", "9": "b"}, "steps": "12"})
+    assert (request.zoom, request.gif, request.steps, request.prompts) == ("1.05", True, 12, '{"0": "a", "9": "b"}')
+    assert schema.allowed("zoom", fields).startswith("a number or a schedule")
+    assert schema.allowed("gif", fields) == "true or false"
+    defaults = schema.cinema_defaults(validate({"steps": 30, "scheduler": "DDIM", "strength": 0.9}))
+    assert (defaults.steps, defaults.scheduler, defaults.strength) == (30, "DDIM", "0.45")
+
+
+@pytest.mark.parametrize("values, field, words", [
+    ({"zoom": "0:(1.0), 30:(1.05"}, "zoom", "character 13: '(' is never closed"),
+    ({"strength": 1.5}, "strength", "from 0.0 to 1.0"),
+    ({"motion": "4d"}, "motion", "'dream'"),
+    ({"gif": "maybe"}, "gif", "true or false"),
+    ({"frames": 0}, "frames", "from 1 to 10000"),
+    ({"count": 2}, "count", "unknown field"),
+    ({"motion": "video"}, "video", "required in video motion"),
+    ({"video": "a.mp4"}, "video", "only used in video motion"),
+    ({"motion": "dream", "init_image": "a.png"}, "init_image", "not used in dream motion"),
+])
+def test_bad_cinema_values_name_the_field(values, field, words):
+    with pytest.raises(RequestError) as error:
+        schema.validate_cinema(values)
+    assert error.value.field == field and words in str(error.value), str(error.value)
