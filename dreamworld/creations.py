@@ -240,17 +240,23 @@ def _encoder(image: Image.Image, fmt: str, parameters: str, record: dict):
     return lambda f: image.save(f, format="WEBP", quality=JPEG_QUALITY, exif=exif)
 
 
+def _request_record(request: Request, creations_dir: Path, extra: dict | None = None) -> dict:
+    record = {name: getattr(request, name) for name in FIELDS}
+    for name in ("init_image", "mask"):
+        if record[name] is not None:
+            record[name] = store_input(record[name], creations_dir)
+    record["dreamworld_version"] = __version__
+    record.update(extra or {})
+    return record
+
+
 def save_creation(image, request: Request, *, parameters: str, creations_dir, index_hint: str = "") -> Path:
     """Save an image, its metadata and its .txt atomically; return the image path.
 
     `index_hint` is optional extra text for the file name after the prompt slug (e.g. "frame-7").
     """
     creations_dir = Path(creations_dir)
-    record = {name: getattr(request, name) for name in FIELDS}
-    for name in ("init_image", "mask"):
-        if record[name] is not None:
-            record[name] = store_input(record[name], creations_dir)
-    record["dreamworld_version"] = __version__
+    record = _request_record(request, creations_dir)
     write_image = _encoder(image, request.format, parameters, record)
     slug = "-".join(filter(None, (_slug(request.prompt), _slug(index_hint)))) or "image"
     folder = creations_dir / datetime.date.today().isoformat()
@@ -265,6 +271,74 @@ def save_creation(image, request: Request, *, parameters: str, creations_dir, in
             text_path.unlink(missing_ok=True)
             raise
     return path
+
+
+# ----- cinema runs ----------------------------------------------------------------------
+RUN_SETTINGS = "cinema.json"
+_FRAME = re.compile(r"^frame_(\d{5,})\.png$")
+
+
+def frame_name(index: int) -> str:
+    return f"frame_{index:05d}.png"
+
+
+def new_run_folder(creations_dir, prompt: str) -> Path:
+    """Make and return an empty `<creations>/<date>/<NNNNN>-<slug>/` folder for a cinema run."""
+    folder = Path(creations_dir) / datetime.date.today().isoformat()
+    with _save_lock:
+        folder.mkdir(parents=True, exist_ok=True)
+        run = folder / f"{_next_number(folder):05d}-{_slug(prompt) or 'cinema'}"
+        run.mkdir()
+    return run
+
+
+def saved_frames(run_dir) -> dict[int, Path]:
+    """The frames saved in a run folder, by index."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return {}
+    return {int(m.group(1)): p for p in run_dir.iterdir() if (m := _FRAME.match(p.name))}
+
+
+def save_frame(image, request: Request, *, parameters: str, run_dir, index: int, creations_dir,
+               cinema: dict) -> Path:
+    """Save frame `index` of a cinema run as `<run_dir>/frame_NNNNN.png` with its .txt, atomically.
+
+    The embedded JSON is the frame's request plus `cinema` (run name, frame index, ...)."""
+    run_dir = Path(run_dir)
+    record = _request_record(request, Path(creations_dir), {"cinema": {"run": run_dir.name, "frame": index,
+                                                                          **cinema}})
+    path = run_dir / frame_name(index)
+    write_image = _encoder(image, "png", parameters, record)
+    _write_atomic(path.with_suffix(".txt"), parameters.encode("utf-8"))
+    _write_atomic(path, save=write_image)
+    return path
+
+
+def write_json(path, data: dict) -> Path:
+    """Write JSON atomically."""
+    path = Path(path)
+    _write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return path
+
+
+def store_file(path, creations_dir) -> str:
+    """Keep a copy of an input file (a video) in <creations>/inputs/ under its content hash; return its
+    path relative to creations_dir. A file already inside creations_dir is returned relative, uncopied."""
+    creations_dir, path = Path(creations_dir), Path(path)
+    if not path.is_absolute() and (creations_dir / path).is_file():
+        path = creations_dir / path
+    if _is_inside(path, creations_dir):
+        return path.resolve().relative_to(creations_dir.resolve()).as_posix()
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise CreationError(f"cannot read {path.name!r}: the file does not exist or is unreadable") from None
+    target = creations_dir / INPUTS / f"{hashlib.sha256(data).hexdigest()[:16]}{path.suffix.lower()}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(target, data)
+    return target.relative_to(creations_dir).as_posix()
 
 
 def _record(text) -> dict | None:
@@ -308,6 +382,10 @@ def request_from_file(path, creations_dir=None) -> dict:
     """The Request fields to re-run the creation in `path` (count 1, stored inputs as absolute paths)."""
     path = Path(path)
     data = read_creation(path)
+    if data["request"] is not None and "cinema" in data["request"]:
+        run = data["request"]["cinema"]
+        raise CreationError(f"{path.name!r} is frame {run.get('frame')} of the cinema run {run.get('run')!r}; "
+                            f"re-run the whole run with: app.py cinema --from {path.parent / RUN_SETTINGS}")
     if data["request"] is not None:
         fields = {k: v for k, v in data["request"].items() if k in FIELDS}
         fields["count"] = 1

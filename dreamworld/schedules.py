@@ -129,6 +129,8 @@ def compile_expression(field_name: str, text: str, start: int, end: int,
         tree = ast.parse(flat, mode="eval")
     except SyntaxError as e:
         where = (e.offset or 0) - 1 if e.offset else len(source)
+        if e.msg.startswith("invalid") and e.msg.endswith("literal"):
+            where += 1  # Python points at the last digit; the problem is the character after it
         problem = e.msg if e.msg != "invalid syntax" else "invalid syntax"
         raise ScheduleError(field_name, text, offset + max(0, min(where, len(source))), problem) from None
     encoded = flat.encode("utf-8")

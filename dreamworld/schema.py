@@ -255,6 +255,13 @@ _CINEMA_OVERRIDES = {
     "guidance_scale": _schedule("7", min=0.0, max=30.0, help="classifier-free guidance (CFG) scale per frame"),
 }
 
+# Shared fields whose meaning in a run needs other words.
+_CINEMA_HELP = {
+    "init_image": "2d/3d: the first frame's input image (img2img at the first frame's strength)",
+    "seed": "the first frame's seed, -1 for a random one; seed_behavior gives the others",
+    "prompt": "what to draw (at every frame, unless prompts changes it)",
+}
+
 _CINEMA_OWN = [
     ("frames", "int | None", _spec(None, min=1, max=10000,
                                    help="number of frames (default 24; video motion: every frame taken from the video)")),
@@ -264,9 +271,7 @@ _CINEMA_OWN = [
     ("motion", "str", _spec("2d", choices=MOTIONS,
                             help="2d (zoom, angle, translate x/y), 3d (camera translate x/y/z and rotate x/y/z), "
                                  "dream (a latent walk between seeds and prompts) or video (style an input video)")),
-    ("prompts", "str", _spec("", kind="prompts",
-                             help='prompts by frame as JSON, e.g. {"0": "a forest", "24": "a city"}; '
-                                  "frame 0 defaults to prompt")),
+    ("prompts", "str", _spec("", kind="prompts", help="prompts by frame as JSON; frame 0's defaults to prompt")),
     ("zoom", "str", _schedule("1.02", min=0.01, max=100.0, help="2d: scale per frame (1 = none, 1.02 = 2% closer)")),
     ("angle", "str", _schedule("0", help="2d: rotation per frame in degrees, counter-clockwise")),
     ("translate_x", "str", _schedule("0", help="2d: pixels per frame to the right; 3d: camera slide to the "
@@ -309,7 +314,8 @@ def _cinema_dataclass():
         if f.name in _CINEMA_OVERRIDES:
             specs.append((f.name, "str", _CINEMA_OVERRIDES[f.name]))
         else:
-            specs.append((f.name, f.type, field(default=f.default, metadata=f.metadata)))
+            metadata = {**f.metadata, "help": _CINEMA_HELP.get(f.name, f.metadata["help"])}
+            specs.append((f.name, f.type, field(default=f.default, metadata=metadata)))
     specs += _CINEMA_OWN
     namespace = {
         "__doc__": "A cinema run: the shared Request fields, per-frame schedules and the cinema fields.",

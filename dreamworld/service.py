@@ -54,6 +54,16 @@ class Service:
         request = self.world.request(**fields)
         return self.submit(lambda world, on_progress: world.generateArt(request, on_progress))
 
+    def cinema(self, **fields) -> Task:
+        """Queue a cinema run from CinemaRequest fields (validated now; schedules are checked per frame when
+        the run is planned, before any frame is made)."""
+        request = self.world.cinema_request(**fields)
+        return self.submit(lambda world, on_progress: world.generateCinema(request, on_progress))
+
+    def resume_cinema(self, run) -> Task:
+        """Queue the continuation of an interrupted cinema run (its folder)."""
+        return self.submit(lambda world, on_progress: world.resume_cinema(run, on_progress))
+
     def interrupt(self) -> None:
         self.world.interrupt()
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from PIL import Image
 
-from . import __version__, creations, models, schema, settings as settings_module
+from . import __version__, cinema, creations, models, schema, settings as settings_module, video
 from .backends.base import Backend, BackendError, Interrupted, Job
 from .schema import Request, RequestError
 
@@ -25,15 +26,21 @@ class Progress:
     step: int = 0
     steps: int = 0
     started: float = field(default_factory=time.monotonic)
+    frame: int = 0  # cinema: 1-based index of the frame being made
+    frames: int = 0
+    latest: str | None = None  # cinema: the last frame saved
 
     @property
     def fraction(self) -> float:
-        if not self.images:
+        count, index = (self.frames, self.frame) if self.frames else (self.images, self.image)
+        if not count:
             return 0.0
         within = self.step / self.steps if self.steps else 0.0
-        return min(1.0, (self.image - 1 + within) / self.images)
+        return min(1.0, (index - 1 + within) / count)
 
     def describe(self) -> str:
+        if self.frames:
+            return f"frame {self.frame} of {self.frames}, step {self.step} of {self.steps}"
         return f"image {self.image} of {self.images}, step {self.step} of {self.steps}"
 
 
@@ -69,6 +76,7 @@ class DreamWorld:
         self._lock = threading.RLock()  # one generation at a time
         self._stop = threading.Event()
         self.progress = Progress()
+        self.depth_model = None  # a transforms.DepthModel makes 3d motion depth-aware
 
     # ----- requests -----------------------------------------------------------------
     def request(self, **fields) -> Request:
@@ -160,6 +168,82 @@ class DreamWorld:
                 result.seeds.append(seed)
                 result.parameters.append(text)
             return result
+
+    # ----- cinema -------------------------------------------------------------------
+    def cinema_request(self, **fields):
+        """Validate cinema fields over the settings' defaults into a CinemaRequest."""
+        base = schema.cinema_defaults(self.settings.default_request())
+        return schema.validate_cinema(fields, base=base, limits=self.settings.limits)
+
+    def animate(self, on_progress: Callable[[Progress], None] | None = None, **fields) -> cinema.CinemaResult:
+        """Validate the cinema fields and run generateCinema. The Python entry point for animations."""
+        return self.generateCinema(self.cinema_request(**fields), on_progress=on_progress)
+
+    def resume_cinema(self, run, on_progress: Callable[[Progress], None] | None = None) -> cinema.CinemaResult:
+        """Continue an interrupted cinema run (its folder, settings file or a frame) from its saved frames."""
+        return self.generateCinema(None, on_progress=on_progress, resume=run)
+
+    def generateCinema(self, request, on_progress: Callable[[Progress], None] | None = None,
+                       resume=None) -> cinema.CinemaResult:
+        """Make an animation (see cinema.py): plan it, make its frames, write its video.
+
+        With `resume` (a run folder), the run's saved settings are used and its saved frames kept."""
+        with self._lock:
+            self._stop.clear()
+            run_dir = None
+            if resume is not None:
+                run_dir = cinema.settings_file(resume).parent
+                request = schema.validate_cinema(cinema.load_settings(run_dir, self.creations_dir))
+            if request.motion != "video":  # schedule errors at once, before loading a model
+                cinema.evaluate(request, request.frames or cinema.DEFAULT_FRAMES)
+            base = cinema.base_request(request)
+            backend = self.compile(base)
+            if request.motion == "dream" and not backend.capabilities().latent_walk:
+                raise RequestError("motion", f"backend {request.backend!r} cannot do dream motion (latent walks)")
+            base = self._resolve(base, backend)
+            request, video_frames = self._resolve_cinema(request, base, backend)
+            plan = cinema.plan(request)  # every schedule at every frame: errors before anything is written
+            init = None
+            if request.init_image:
+                init = self._inputs(base.replace(init_image=request.init_image))[0]
+            model = models.find_model(self.model_dirs, request.model)
+            settings = cinema.record(request, self.creations_dir)  # stores the inputs in creations/inputs
+            if run_dir is None:
+                run_dir = creations.new_run_folder(self.creations_dir, request.prompt)
+                creations.write_json(run_dir / cinema.RUN_SETTINGS, settings)
+            self.progress = progress = Progress(frames=request.frames, steps=request.steps)
+            renderer = cinema.Renderer(
+                plan, backend=backend, run_dir=run_dir, creations_dir=self.creations_dir, model=model,
+                progress=progress, report=(lambda: on_progress(progress)) if on_progress else (lambda: None),
+                should_stop=self._stop.is_set, init_image=init, init_stored=settings["cinema"]["init_image"],
+                video_frames=video_frames,
+                depth_model=self.depth_model)
+            return renderer.run()
+
+    def _resolve_cinema(self, request, base: Request, backend: Backend):
+        """Fill in model, size, seed, frames and fps; read the input video's frames (resized)."""
+        unsized = request.width is None and request.height is None
+        request = request.replace(model=base.model, seed=base.seed, width=base.width, height=base.height)
+        frames = None
+        if request.motion == "video":
+            try:
+                source = list(video.read_frames(request.video, request.every_nth, request.frames))
+            except video.VideoError as e:
+                raise RequestError("video", f"video: {e}") from None
+            if not source:
+                raise RequestError("video", f"video: {Path(request.video).name!r} holds no frames")
+            fps, first = source[0]
+            if unsized:  # the video's shape at the model's size
+                side, multiple = max(backend.native_size), backend.capabilities().size_multiple
+                scale = side / max(first.shape[:2])
+                width, height = (max(64, round(n * scale / multiple) * multiple) for n in first.shape[1::-1])
+                request = request.replace(width=width, height=height)
+            size = (request.width, request.height)
+            frames = [f if f.shape[1::-1] == size else np.asarray(Image.fromarray(f).resize(size, Image.LANCZOS))
+                      for _, f in source]
+            request = request.replace(frames=len(frames), fps=request.fps or round(fps / request.every_nth, 3))
+        return request.replace(frames=request.frames or cinema.DEFAULT_FRAMES,
+                               fps=request.fps or cinema.DEFAULT_FPS), frames
 
     def _resolve(self, request: Request, backend: Backend) -> Request:
         """Fill in what the request left to the model and to chance: model, size, seed."""

@@ -1,11 +1,15 @@
 """Cinema: schedules, frame transforms, videos and runs on the embedded model."""
+import json
 import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from dreamworld import schedules, transforms
+from dreamworld import cinema, creations, schedules, schema, transforms, video
 from dreamworld.schema import RequestError
+
+from .conftest import files_in, pixels
 
 
 # ----- schedules --------------------------------------------------------------------------
@@ -224,3 +228,201 @@ def test_noise_contrast_and_blend():
     black, white = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 200, np.uint8)
     assert transforms.blend(black, white, 0.25)[0, 0, 0] == 50
     assert np.array_equal(transforms.blend(black, white, 0), black)
+
+
+# ----- videos -----------------------------------------------------------------------------
+def test_mp4_and_gif_read_back_with_their_frame_count_and_rate(tmp_path):
+    frames = [np.full((48, 64, 3), i * 30, np.uint8) for i in range(7)]
+    mp4 = video.write_mp4(frames, tmp_path / "clip.mp4", fps=12)
+    assert video.read_info(mp4) == {"fps": 12.0, "frames": 7, "size": (64, 48)}
+    assert video.read_info(video.write_mp4(frames, tmp_path / "ntsc.mp4", fps=29.97))["fps"] == pytest.approx(29.97)
+    gif = video.write_gif(frames, tmp_path / "clip.gif", fps=10)
+    assert video.read_info(gif) == {"fps": 10.0, "frames": 7, "size": (64, 48)}
+    assert [int(f[0, 0, 0]) for _, f in video.read_frames(gif, every_nth=3)] == [0, 90, 180]
+    assert [f.shape for _, f in video.read_frames(mp4, every_nth=2, limit=2)] == [(48, 64, 3)] * 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.gif", "clip.mp4", "ntsc.mp4"]  # no temp files
+    with pytest.raises(video.VideoError, match="does not exist"):
+        list(video.read_frames(tmp_path / "none.mp4"))
+    with pytest.raises(video.VideoError, match="even width and height"):
+        video.write_mp4([np.zeros((9, 9, 3), np.uint8)], tmp_path / "odd.mp4", fps=5)
+    assert not (tmp_path / "odd.mp4").exists()
+
+
+def test_the_mp4_is_h264_yuv420p():
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = video.write_mp4([np.zeros((64, 64, 3), np.uint8)] * 2, f"{folder}/a.mp4", fps=8)
+        probe = subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    assert "Video: h264" in probe.stderr and "yuv420p" in probe.stderr and "8 fps" in probe.stderr
+
+
+# ----- planning ---------------------------------------------------------------------------
+def test_seed_behaviours():
+    assert cinema.frame_seeds("iter", 10, 4) == [10, 11, 12, 13]
+    assert cinema.frame_seeds("fixed", 10, 3) == [10, 10, 10]
+    assert cinema.frame_seeds("ladder", 10, 6) == [10, 12, 11, 13, 12, 14]
+    assert cinema.frame_seeds("alternate", 10, 4) == [10, 11, 10, 11]
+    assert cinema.frame_seeds("schedule", 0, 3, [5.0, 5.4, 7.6]) == [5, 5, 8]
+    random_seeds = cinema.frame_seeds("random", 10, 4)
+    assert random_seeds[0] == 10 and len(set(random_seeds)) == 4 and random_seeds == cinema.frame_seeds("random", 10, 4)
+    assert cinema.frame_seeds("iter", 2**32 - 1, 2) == [2**32 - 1, 0]
+
+
+def resolved(**fields):
+    base = dict(prompt="x", width=64, height=64, seed=1, frames=6)
+    return schema.validate_cinema({**base, **fields})
+
+
+def test_plan_evaluates_every_frame_and_places_cadence_and_dream_anchors():
+    plan = cinema.plan(resolved(cadence=2, zoom="0:(1), 5:(1.5)", strength="0:(0.2), 5:(0.7)"))
+    assert plan.diffused == [0, 2, 4, 5]
+    assert [round(f.strength, 2) for f in plan.frames] == [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert transforms.is_identity(plan.frames[0].motion) and plan.frames[5].motion[0, 0] == pytest.approx(1.5)
+    dream = cinema.plan(resolved(motion="dream", seed=7, prompts={"0": "a", "5": "b"}))
+    assert dream.anchors == [(0, 7), (5, 8)] and [f.seed for f in dream.frames] == [7, 7, 7, 8, 8, 8]
+    assert dream.frames[2].blend == ("a", "b", 0.4)
+    scheduled = cinema.plan(resolved(motion="dream", seed_behavior="schedule", seed_schedule="0:(3), 2:(9), 4:(1)"))
+    assert scheduled.anchors == [(0, 3), (2, 9), (4, 1)]
+
+
+def test_slerp_keeps_the_ends_exact_and_the_norm():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((1, 4, 8, 8), dtype=np.float32), rng.standard_normal((1, 4, 8, 8), dtype=np.float32)
+    assert cinema.slerp(a, b, 0) is a and cinema.slerp(a, b, 1) is b
+    middle = cinema.slerp(a, b, 0.5)
+    assert np.linalg.norm(middle) == pytest.approx((np.linalg.norm(a) + np.linalg.norm(b)) / 2, rel=0.05)
+
+
+@pytest.mark.parametrize("fields, field, words", [
+    (dict(zoom="0:(1.0), 3:(1.0z)"), "zoom", "zoom schedule has an error at character 16"),
+    (dict(angle="0:(0), 2:(1/(t-3))"), "angle", "division by zero in '/' at frame 3"),
+    (dict(strength="0:(0.5), 5:(1.5)"), "strength", "its schedule gives 1.1 at frame 3"),
+    (dict(prompts='{"0": "a", "2": }'), "prompts", "not valid JSON"),
+    (dict(motion="video"), "video", "video is required in video motion"),
+    (dict(seed_behavior="schedule"), "seed_schedule", "required"),
+    (dict(reuse_init=True), "reuse_init", "needs an init_image"),
+    (dict(fps=0), "fps", "from 1.0 to 120.0"),
+    (dict(mode="img2img"), "mode", "unknown field"),
+])
+def test_bad_cinema_requests_write_nothing(world, fields, field, words):
+    before = files_in(world.creations_dir)
+    with pytest.raises(RequestError) as error:
+        world.animate(**{**FAST_CINEMA, **fields})
+    assert error.value.field == field and words in str(error.value), str(error.value)
+    assert files_in(world.creations_dir) == before
+
+
+# ----- runs on the embedded model ---------------------------------------------------------
+FAST_CINEMA = dict(prompt="a red circle", width=64, height=64, steps=2, strength=0.5, frames=4, fps=6, seed=21)
+
+
+@pytest.fixture(scope="module")
+def zoom_run(world):
+    return world.animate(zoom="0:(1.1)", angle="0:(0), 3:(9)", gif=True, **FAST_CINEMA)
+
+
+def test_a_short_run_saves_frames_with_metadata_an_mp4_and_a_gif(world, zoom_run):
+    run = zoom_run
+    assert not run.interrupted and run.made == [0, 1, 2, 3]
+    assert run.run_dir.parent.parent == world.creations_dir and run.run_dir.name.endswith("-a-red-circle")
+    assert [p.name for p in run.frames] == [f"frame_0000{i}.png" for i in range(4)]
+    for i, path in enumerate(run.frames):
+        data = creations.read_creation(path)
+        assert data["request"]["cinema"]["run"] == run.run_dir.name and data["request"]["cinema"]["frame"] == i
+        assert data["parameters"] == path.with_suffix(".txt").read_text()
+        assert f"Seed: {21 + i}," in data["parameters"] and "Size: 64x64" in data["parameters"]
+        assert data["request"]["mode"] == ("txt2img" if i == 0 else "img2img")
+    assert "Denoising strength: 0.5" in creations.read_creation(run.frames[1])["parameters"]
+    assert video.read_info(run.video) == {"fps": 6.0, "frames": 4, "size": (64, 64)}
+    assert video.read_info(run.gif)["frames"] == 4
+    assert run.paths == [run.gif, run.video]
+    settings = json.loads(run.settings.read_text())["cinema"]
+    assert settings["seed"] == 21 and settings["frames"] == 4 and settings["model"] == "dreamworld-tiny"
+    assert set(run.timings) >= {"diffusion", "save", "encode", "color"}
+    # the frames move: frame 1 is frame 0 zoomed, then diffused a little
+    assert not np.array_equal(pixels(run.frames[0]), pixels(run.frames[1]))
+    with pytest.raises(creations.CreationError, match="is frame 2 of the cinema run"):
+        creations.request_from_file(run.frames[2])
+
+
+def test_resume_after_an_interrupt_continues_without_redoing_frames(world, zoom_run):
+    def on_progress(progress):
+        if progress.latest and progress.latest.endswith("frame_00001.png"):
+            world.interrupt()
+
+    first = world.animate(on_progress=on_progress, zoom="0:(1.1)", angle="0:(0), 3:(9)", gif=True, **FAST_CINEMA)
+    assert first.interrupted and first.made == [0, 1] and first.video is None
+    kept = {p.name: p.read_bytes() for p in first.frames}
+    assert sorted(kept) == ["frame_00000.png", "frame_00001.png"]
+    assert not list(first.run_dir.glob("*.mp4"))
+    seen = []
+    resumed = world.resume_cinema(first.run_dir, on_progress=lambda p: seen.append(p.frame))
+    assert not resumed.interrupted and resumed.made == [2, 3] and min(seen) == 3
+    assert {p.name: p.read_bytes() for p in resumed.frames[:2]} == kept
+    # the same pixels as the run that was never interrupted
+    for a, b in zip(resumed.frames, zoom_run.frames):
+        assert np.array_equal(pixels(a), pixels(b)), a.name
+    assert video.read_info(resumed.video)["frames"] == 4 and resumed.gif is not None
+    again = world.resume_cinema(resumed.frames[0])  # a finished run: nothing is redone
+    assert again.made == [] and again.video == resumed.video
+
+
+def test_dream_ends_are_plain_generations_at_the_two_seeds(world):
+    dream = world.animate(motion="dream", prompts={"0": "a red circle", "2": "a blue square"},
+                          **{**FAST_CINEMA, "frames": 3, "seed": 5})
+    assert dream.made == [0, 1, 2]
+    start = world.create(prompt="a red circle", seed=5, steps=2, width=64, height=64)
+    end = world.create(prompt="a blue square", seed=6, steps=2, width=64, height=64)
+    assert np.array_equal(pixels(dream.frames[0]), pixels(start.paths[0]))
+    assert np.array_equal(pixels(dream.frames[2]), pixels(end.paths[0]))
+    middle = pixels(dream.frames[1])
+    assert not np.array_equal(middle, pixels(start.paths[0])) and not np.array_equal(middle, pixels(end.paths[0]))
+    walk = creations.read_creation(dream.frames[1])["request"]["cinema"]
+    assert walk["seeds"] == [5, 6] and walk["walk"] == 0.5 and walk["prompt_blend"][1] == ["a blue square", 0.5]
+    assert video.read_info(dream.video)["frames"] == 3
+
+
+def test_the_noise_hook_reproduces_the_seed_s_own_generation(world):
+    from dreamworld.backends.base import Job
+
+    request = world.request(prompt="a star", seed=9, steps=2, width=64, height=64)
+    backend = world.compile(request)
+    request = world._resolve(request, backend)
+    plain = backend.generate(Job(request, 9))
+    hooked = backend.generate(Job(request, 9, noise=backend.initial_noise(9, 64, 64),
+                                  prompt_blend=(("a star", 1.0), ("a moon", 0.0))))
+    assert np.array_equal(pixels(plain), pixels(hooked))
+
+
+def test_cadence_diffuses_every_nth_frame_and_blends_between(world):
+    run = world.animate(cadence=2, zoom="1.05", **{**FAST_CINEMA, "frames": 4})
+    assert run.made == [0, 2, 1, 3] and len(run.frames) == 4
+    tween = creations.read_creation(run.frames[1])["request"]["cinema"]
+    assert tween["tween"] == [0, 2, 0.5]
+    assert "tween" not in creations.read_creation(run.frames[2])["request"]["cinema"]
+    assert video.read_info(run.video)["frames"] == 4
+
+
+def test_3d_motion_and_reuse_init(world, tmp_path):
+    run = world.animate(motion="3d", translate_z=10, rotate_y=2, **{**FAST_CINEMA, "frames": 2})
+    assert len(run.frames) == 2 and video.read_info(run.video)["frames"] == 2
+    init = tmp_path / "init.png"
+    Image.new("RGB", (80, 80), (20, 200, 40)).save(init)
+    reused = world.animate(init_image=str(init), reuse_init=True, zoom=1.2, color_coherence="none",
+                           **{**FAST_CINEMA, "frames": 2})
+    data = creations.read_creation(reused.frames[0])["request"]
+    assert data["mode"] == "img2img" and data["init_image"].startswith("inputs/")
+    assert json.loads(reused.settings.read_text())["cinema"]["init_image"] == data["init_image"]
+
+
+def test_video_input_styles_every_nth_frame_at_its_rate(world, tmp_path):
+    source = [np.full((48, 64, 3), (i * 40, 80, 160), np.uint8) for i in range(6)]
+    clip = video.write_mp4(source, tmp_path / "in.mp4", fps=10)
+    run = world.animate(motion="video", video=str(clip), every_nth=2, prompt="paint", steps=2, strength=0.5,
+                        seed=3, color_coherence="rgb")
+    assert run.request.frames == 3 and run.request.fps == 5
+    assert (run.request.width, run.request.height) == (128, 96)  # the video's shape at the model's size
+    assert video.read_info(run.video) == {"fps": 5.0, "frames": 3, "size": (128, 96)}
+    assert json.loads(run.settings.read_text())["cinema"]["video"].startswith("inputs/")

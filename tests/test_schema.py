@@ -54,6 +54,7 @@ def test_cinema_request_shares_the_request_fields_and_adds_its_own():
     shared = [n for n in schema.FIELDS if n not in schema.CINEMA_EXCLUDED]
     assert [n for n in fields if n in schema.FIELDS] == shared
     assert dict(fields["steps"].metadata) == dict(schema.FIELDS["steps"].metadata)  # declared once
+    assert {**fields["seed"].metadata, "help": ""} == {**schema.FIELDS["seed"].metadata, "help": ""}
     assert {"frames", "fps", "motion", "zoom", "translate_z", "rotate_y", "seed_behavior", "cadence",
             "color_coherence", "video", "every_nth", "reuse_init", "gif", "prompts"} <= set(fields)
     assert fields["strength"].metadata["kind"] == fields["guidance_scale"].metadata["kind"] == "schedule"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from PIL import Image
 
@@ -29,6 +29,7 @@ class Capabilities:
     max_clip_skip: int = 12
     lora: bool = False
     controlnet: bool = False
+    latent_walk: bool = False  # Job.noise, Job.prompt_blend and Backend.initial_noise (cinema's dream motion)
     notes: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -37,13 +38,22 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class Job:
-    """One image to make: a resolved request, its seed and its prepared inputs."""
+    """One image to make: a resolved request, its seed and its prepared inputs.
+
+    For a latent walk (backends whose capabilities say latent_walk), txt2img jobs may also give
+    `noise`, the initial latent noise to start from instead of the seed's (an array shaped like
+    Backend.initial_noise's; with initial_noise(seed) and the same seed the result is the plain
+    generation's), and `prompt_blend`, ((prompt, weight), ...) whose text embeddings are mixed
+    by weight in place of request.prompt.
+    """
     request: Request
     seed: int
     init_image: Image.Image | None = None
     mask: Image.Image | None = None
     on_step: Callable[[int, int], None] = lambda step, total: None
     should_stop: Callable[[], bool] = lambda: False
+    noise: Any = None
+    prompt_blend: tuple[tuple[str, float], ...] | None = None
 
 
 class Backend(ABC):
@@ -71,6 +81,10 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, job: Job) -> Image.Image:
         """Make one image; raise Interrupted if job.should_stop() turned true."""
+
+    def initial_noise(self, seed: int, width: int, height: int):
+        """The initial latent noise (a float32 numpy array) of a txt2img generation with this seed."""
+        raise BackendError(f"backend {self.name!r} cannot do latent walks (dream motion)")
 
     def close(self) -> None:
         """Release memory held by the model."""

@@ -5,6 +5,7 @@ import gc
 import json
 import logging
 
+import numpy as np
 import torch
 from diffusers import (
     AutoencoderKL, AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image,
@@ -86,7 +87,7 @@ class TorchBackend(Backend):
         return Capabilities(
             modes=MODES, schedulers=tuple(SCHEDULERS), devices=available_devices(),
             precisions=("auto",) + tuple(p for p in ("fp32", "bf16", "fp16") if p in precisions),
-            size_multiple=8)
+            size_multiple=8, latent_walk=True)
 
     def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str):
         self.device = resolve_device(device)
@@ -140,12 +141,15 @@ class TorchBackend(Backend):
             return tensors
 
         args = dict(
-            **self._prompts(pipe, r), num_inference_steps=r.steps, guidance_scale=r.guidance_scale,
+            **self._prompts(pipe, r, job.prompt_blend), num_inference_steps=r.steps,
+            guidance_scale=r.guidance_scale,
             # Noise comes from a CPU generator so that a seed gives the same picture on every device.
             generator=torch.Generator("cpu").manual_seed(job.seed),
             callback_on_step_end=on_step_end)
         if r.mode == "txt2img":
             args.update(width=r.width, height=r.height)
+            if job.noise is not None:
+                args.update(latents=self._latents(job.noise, args["generator"]))
         else:
             args.update(image=job.init_image, strength=r.strength)
         if r.mode == "inpaint":
@@ -165,13 +169,49 @@ class TorchBackend(Backend):
             image = Image.composite(image, job.init_image, mask)
         return image
 
-    def _prompts(self, pipe, r) -> dict:
-        """Prompt arguments; clip skip is applied here as A1111 does (final layer norm after the skip)."""
+    def initial_noise(self, seed: int, width: int, height: int) -> np.ndarray:
+        """The latent noise a txt2img generation with this seed starts from (drawn as diffusers does)."""
+        pipe = self._pipes["txt2img"]
+        shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+        noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=DTYPES[self.precision])
+        return noise.float().numpy()
+
+    def _latents(self, noise: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        """Job.noise as the pipeline's latents; the generator is advanced past the draw it replaces, so
+        that noise from initial_noise(seed) with the same seed gives the plain generation's pixels."""
+        latents = torch.from_numpy(np.ascontiguousarray(noise, dtype=np.float32)).to(DTYPES[self.precision])
+        torch.randn(tuple(latents.shape), generator=generator, dtype=latents.dtype)
+        return latents.to(self.device)
+
+    def _prompts(self, pipe, r, blend=None) -> dict:
+        """Prompt arguments; clip skip is applied here as A1111 does (final layer norm after the skip).
+
+        `blend` ((prompt, weight), ...) mixes the prompts' embeddings instead of using r.prompt."""
+        if blend:
+            return self._blend(pipe, r, blend)
         if r.clip_skip == 1 or getattr(pipe, "text_encoder_2", None) is not None:
             return dict(prompt=r.prompt, negative_prompt=r.negative_prompt or None,
                         clip_skip=(r.clip_skip - 1) or None)
         return dict(prompt_embeds=self._embed(pipe, r.prompt, r.clip_skip),
                     negative_prompt_embeds=self._embed(pipe, r.negative_prompt, r.clip_skip))
+
+    def _blend(self, pipe, r, blend) -> dict:
+        """The weighted sum of the prompts' embeddings (and pooled embeddings, for SDXL)."""
+        mixed = None
+        for prompt, weight in blend:
+            if r.clip_skip > 1 and getattr(pipe, "text_encoder_2", None) is None:
+                parts = (self._embed(pipe, prompt, r.clip_skip), self._embed(pipe, r.negative_prompt, r.clip_skip))
+            else:
+                with torch.inference_mode():
+                    parts = pipe.encode_prompt(prompt=prompt, device=pipe.device, num_images_per_prompt=1,
+                                               do_classifier_free_guidance=True,
+                                               negative_prompt=r.negative_prompt or None,
+                                               clip_skip=(r.clip_skip - 1) or None)
+            weighted = [p * weight if i % 2 == 0 else p for i, p in enumerate(parts)]  # negatives: unmixed
+            mixed = weighted if mixed is None else [m + w if i % 2 == 0 else m
+                                                    for i, (m, w) in enumerate(zip(mixed, weighted))]
+        names = ["prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
+        return dict(zip(names, mixed))
 
     @staticmethod
     def _embed(pipe, text: str, clip_skip: int):

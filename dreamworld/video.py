@@ -1,0 +1,162 @@
+"""Writing and reading videos: mp4 through imageio-ffmpeg's bundled ffmpeg, GIF through Pillow.
+
+Files are written to a hidden temporary name beside the target and renamed when complete, so a
+failed or interrupted encoding never leaves a half-written video.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"}
+
+
+class VideoError(Exception):
+    """A video cannot be read or written. `str(error)` is one sentence for the user."""
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg bundled with imageio-ffmpeg (or IMAGEIO_FFMPEG_EXE)."""
+    try:
+        import imageio_ffmpeg
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as e:  # imageio-ffmpeg missing or its binary unusable
+        raise VideoError(f"no ffmpeg is available to write mp4 files ({e}); reinstall imageio-ffmpeg") from None
+
+
+def _temp(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
+
+
+def _fps(fps: float):
+    """An exact rate for ffmpeg: 12 -> 12, 29.97 -> 2997/100."""
+    value = Fraction(fps).limit_denominator(1001)
+    return int(value) if value.denominator == 1 else value
+
+
+def write_mp4(frames: Iterable[np.ndarray], path, fps: float, quality: float = 8) -> Path:
+    """Encode RGB uint8 frames as H.264 yuv420p at `fps`; return the path."""
+    import imageio_ffmpeg
+
+    path = Path(path)
+    exe = ffmpeg_exe()
+    os.environ.setdefault("IMAGEIO_FFMPEG_EXE", exe)
+    tmp = _temp(path)
+    writer = None
+    try:
+        for frame in frames:
+            frame = np.ascontiguousarray(frame, dtype=np.uint8)
+            if writer is None:
+                height, width = frame.shape[:2]
+                if width % 2 or height % 2:
+                    raise VideoError(f"H.264 video needs an even width and height, got {width}x{height}")
+                writer = imageio_ffmpeg.write_frames(
+                    str(tmp), (width, height), fps=_fps(fps), codec="libx264", pix_fmt_out="yuv420p",
+                    quality=quality, macro_block_size=2, ffmpeg_log_level="error",
+                    output_params=["-movflags", "+faststart"])
+                writer.send(None)
+            writer.send(frame)
+        if writer is None:
+            raise VideoError("there are no frames to write")
+        writer.close()
+        writer = None
+        os.replace(tmp, path)
+    except BaseException as e:
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:
+                pass
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, (VideoError, KeyboardInterrupt)):
+            raise
+        if isinstance(e, Exception):
+            raise VideoError(f"ffmpeg could not write {path.name}: {str(e).strip().splitlines()[-1:] or e}") from e
+        raise
+    return path
+
+
+def write_gif(frames: Iterable[np.ndarray], path, fps: float) -> Path:
+    """An endlessly looping GIF at `fps` (GIF stores delays in hundredths of a second)."""
+    path = Path(path)
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    if not images:
+        raise VideoError("there are no frames to write")
+    tmp = _temp(path)
+    try:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                       duration=max(20, round(1000 / fps)), disposal=1, optimize=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_info(path) -> dict:
+    """{"fps", "frames", "size"} of a video or GIF file (frames counted by decoding)."""
+    fps, count, size = None, 0, None
+    for fps, frame in read_frames(path):
+        count += 1
+        size = (frame.shape[1], frame.shape[0])
+    return {"fps": fps, "frames": count, "size": size}
+
+
+def read_frames(path, every_nth: int = 1, limit: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (frames per second of the source, RGB uint8 frame) for every Nth frame of a video or GIF."""
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"cannot read {path.name!r} as a video: the file does not exist")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise VideoError(f"cannot read {path.name!r} as a video: use an mp4, mov, mkv, webm, avi or gif file")
+    source = _gif_frames(path) if path.suffix.lower() == ".gif" else _ffmpeg_frames(path)
+    taken = 0
+    try:
+        for i, (fps, frame) in enumerate(source):
+            if limit is not None and taken >= limit:
+                break
+            if i % every_nth == 0:
+                taken += 1
+                yield fps, frame
+    finally:
+        source.close()
+
+
+def _gif_frames(path: Path) -> Iterator[tuple[float, np.ndarray]]:
+    try:
+        with Image.open(path) as gif:
+            index = 0
+            while True:
+                try:
+                    gif.seek(index)
+                except EOFError:
+                    return
+                delay = gif.info.get("duration") or 100
+                yield 1000 / delay, np.asarray(gif.convert("RGB"))
+                index += 1
+    except (OSError, SyntaxError) as e:
+        raise VideoError(f"cannot read {path.name!r} as a video: {e}") from None
+
+
+def _ffmpeg_frames(path: Path) -> Iterator[tuple[float, np.ndarray]]:
+    import imageio_ffmpeg
+
+    os.environ.setdefault("IMAGEIO_FFMPEG_EXE", ffmpeg_exe())
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        meta = next(reader)
+    except (OSError, RuntimeError, StopIteration) as e:
+        raise VideoError(f"cannot read {path.name!r} as a video: {str(e).strip().splitlines()[-1:] or e}") from None
+    width, height = meta["size"]
+    fps = float(meta.get("fps") or 0) or 24.0
+    try:
+        for raw in reader:
+            yield fps, np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
+    finally:
+        reader.close()
