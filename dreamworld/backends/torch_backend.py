@@ -17,7 +17,7 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image, ImageFilter
 from transformers.utils import logging as transformers_logging
 
-from ..models import ModelInfo
+from ..models import ModelError, ModelInfo
 from ..schema import MODES
 from .base import Backend, BackendError, Capabilities, Interrupted, Job
 
@@ -96,11 +96,16 @@ class TorchBackend(Backend):
         try:
             pipe = _load_pipeline(model, dtype)
             if vae is not None:
-                pipe.vae = _load_vae(vae, dtype)
+                pipe.vae = _load_vae(vae, dtype, pipe)
+        except ModelError as e:  # single files: already one sentence naming the file
+            raise BackendError(str(e)) from None
         except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as e:
             raise BackendError(f"model {model.name!r} could not be loaded from {model.path}: "
                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
         pipe.set_progress_bar_config(disable=True)
+        self.model_name = model.name
+        # An inpainting UNet (latents + mask + masked image in) serves only the inpaint mode.
+        self.inpainting_only = pipe.unet.config.in_channels == 9
         self._pipes = {"txt2img": pipe.to(self.device)}
         self._scheduler_config = dict(pipe.scheduler.config)
 
@@ -128,6 +133,9 @@ class TorchBackend(Backend):
 
     def generate(self, job: Job) -> Image.Image:
         r = job.request
+        if self.inpainting_only and r.mode != "inpaint":
+            raise BackendError(f"model {self.model_name!r} is an inpainting model: it can only do mode inpaint, "
+                               f"not {r.mode}")
         pipe = self._pipe(r.mode)
         pipe.scheduler = self._scheduler(r.scheduler, job.seed)
         stopped = False
@@ -245,12 +253,12 @@ def _load_pipeline(model: ModelInfo, dtype) -> DiffusionPipeline:
         return AutoPipelineForText2Image.from_pretrained(
             model.path, dtype=dtype, local_files_only=True, **extra)
     from .. import model_configs
-    pipeline_class, kwargs = model_configs.single_file_pipeline(model.path)
-    return pipeline_class.from_single_file(str(model.path), torch_dtype=dtype, **kwargs)
+    return model_configs.load_pipeline(model.path, dtype)
 
 
-def _load_vae(vae: ModelInfo, dtype) -> AutoencoderKL:
+def _load_vae(vae: ModelInfo, dtype, pipe) -> AutoencoderKL:
     if vae.format == "diffusers":
         return AutoencoderKL.from_pretrained(vae.path, dtype=dtype, local_files_only=True)
     from .. import model_configs
-    return AutoencoderKL.from_single_file(str(vae.path), torch_dtype=dtype, **model_configs.single_file_vae_kwargs())
+    family = "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"
+    return model_configs.load_vae(vae.path, dtype, family)
