@@ -1,7 +1,7 @@
-"""DreamWorld: `python app.py` serves the GUI; `generate` and `info` work headless.
+"""DreamWorld: `python app.py` serves the GUI; `generate`, `cinema` and `info` work headless.
 
-Headless commands print only the saved paths on stdout. Bad input exits with status 2
-and one line on stderr naming the field.
+Headless commands print only the saved paths on stdout (`cinema`: the video's, last). Bad input
+exits with status 2 and one line on stderr naming the field.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from models/, never from a hub at run time
@@ -35,12 +36,19 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_request_flags(parser: argparse.ArgumentParser, exclude=()) -> None:
-    """One flag per schema field; values are validated by the schema, not argparse."""
-    for name, f in schema.FIELDS.items():
+def add_request_flags(parser: argparse.ArgumentParser, exclude=(), fields=None) -> None:
+    """One flag per schema field; values are validated by the schema, not argparse.
+
+    Yes/no fields are switches (--gif / --no-gif); every other flag takes a value."""
+    fields = fields or schema.FIELDS
+    for name, f in fields.items():
         if name in exclude:
             continue
-        help_text = f.metadata["help"] + f" ({schema.allowed(name)})"
+        if schema.field_type(name, fields) is bool:
+            parser.add_argument(_flag(name), dest=name, default=None, action=argparse.BooleanOptionalAction,
+                                help=f.metadata["help"].replace("%", "%%"))
+            continue
+        help_text = (f.metadata["help"] + f" ({schema.allowed(name, fields)})").replace("%", "%%")
         parser.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=help_text)
 
 
@@ -65,6 +73,15 @@ def build_parser() -> Parser:
     add_request_flags(generate)
     generate.add_argument("--from", dest="from_file", metavar="FILE",
                           help="re-run a creation from the metadata embedded in FILE (flags override)")
+
+    cinema = sub.add_parser("cinema", parents=[common],
+                            help="make an animation; print its video path (GIF first, if asked for, mp4 last)")
+    add_request_flags(cinema, fields=schema.CINEMA_FIELDS)
+    cinema.add_argument("--from", dest="from_file", metavar="FILE",
+                        help="re-run a cinema run from its folder, its cinema.json or one of its frames "
+                             "(flags override)")
+    cinema.add_argument("--resume", metavar="RUN",
+                        help="continue an interrupted run (its folder) from its saved frames")
 
     info = sub.add_parser("info", parents=[common], help="print the metadata embedded in an image")
     info.add_argument("file")
@@ -92,6 +109,35 @@ def cmd_generate(args) -> int:
         print(path, flush=True)
     if result.interrupted:
         print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_cinema(args) -> int:
+    from dreamworld import cinema, creations
+    world = make_world(args)
+    flags = {name: getattr(args, name) for name in schema.CINEMA_FIELDS if getattr(args, name) is not None}
+
+    def stop(signum, frame):  # first Ctrl-C: finish at the next step, keeping the saved frames
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        world.interrupt()
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        if args.resume:
+            if flags or args.from_file:
+                raise UserError("resume: a resumed run keeps its own settings; give no other flags")
+            result = world.resume_cinema(args.resume)
+        else:
+            fields = cinema.load_settings(args.from_file, world.creations_dir) if args.from_file else {}
+            result = world.animate(**{**fields, **flags})
+    except creations.CreationError as e:
+        raise UserError(f"{'resume' if args.resume else 'from'}: {e}") from None
+    for path in result.paths:
+        print(path, flush=True)
+    if result.interrupted:
+        print(f"interrupted: {len(result.frames)} of {result.request.frames} frames are saved in {result.run_dir}; "
+              f"continue with: app.py cinema --resume {result.run_dir}", file=sys.stderr)
         return 130
     return 0
 
@@ -129,14 +175,16 @@ def main(argv=None) -> int:
     from dreamworld.creations import CreationError
     from dreamworld.models import ModelError
     from dreamworld.settings import SettingsError
+    from dreamworld.video import VideoError
 
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose or not args.command else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-        command = {"generate": cmd_generate, "info": cmd_info, None: cmd_gui}[args.command]
+        command = {"generate": cmd_generate, "cinema": cmd_cinema, "info": cmd_info, None: cmd_gui}[args.command]
         return command(args)
-    except (UserError, schema.RequestError, BackendError, CreationError, ModelError, SettingsError) as e:
+    except (UserError, schema.RequestError, BackendError, CreationError, ModelError, SettingsError,
+            VideoError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

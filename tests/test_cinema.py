@@ -1,6 +1,7 @@
 """Cinema: schedules, frame transforms, videos and runs on the embedded model."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -426,3 +427,48 @@ def test_video_input_styles_every_nth_frame_at_its_rate(world, tmp_path):
     assert (run.request.width, run.request.height) == (128, 96)  # the video's shape at the model's size
     assert video.read_info(run.video) == {"fps": 5.0, "frames": 3, "size": (128, 96)}
     assert json.loads(run.settings.read_text())["cinema"]["video"].startswith("inputs/")
+
+
+# ----- the command line -------------------------------------------------------------------
+def cli(*args, creations_dir):
+    from .test_cli import app
+    return app("cinema", *args, creations_dir=creations_dir)
+
+
+def test_cli_prints_the_video_last_and_from_re_runs_the_same_pixels(tmp_path):
+    run = cli("--prompt", "a red circle", "--frames", "3", "--fps", "6", "--zoom", "0:(1.0), 2:(1.1)",
+              "--translate-x", "0:(2)", "--steps", "2", "--strength", "0.5", "--width", "64", "--height", "64",
+              "--seed", "4", "--gif", creations_dir=tmp_path)
+    assert run.returncode == 0, run.stderr
+    gif, mp4 = [Path(line) for line in run.stdout.splitlines()]
+    assert gif.suffix == ".gif" and mp4.suffix == ".mp4" and mp4.parent == gif.parent
+    assert video.read_info(mp4) == {"fps": 6.0, "frames": 3, "size": (64, 64)}
+    again = cli("--from", str(mp4.parent), creations_dir=tmp_path)
+    assert again.returncode == 0, again.stderr
+    copy = Path(again.stdout.splitlines()[-1])
+    assert copy.parent != mp4.parent
+    for name in ("frame_00000.png", "frame_00002.png"):
+        assert np.array_equal(pixels(mp4.parent / name), pixels(copy.parent / name))
+
+
+def test_cli_dream_walk(tmp_path):
+    run = cli("--motion", "dream", "--prompt", "a red circle", "--prompts", '{"2": "a blue star"}', "--frames", "3",
+              "--steps", "2", "--width", "64", "--height", "64", "--seed", "8", creations_dir=tmp_path)
+    assert run.returncode == 0, run.stderr
+    [mp4] = [Path(line) for line in run.stdout.splitlines()]
+    assert video.read_info(mp4)["frames"] == 3
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--zoom", "0:(1.0), 30:(1.05"], "zoom schedule has an error at character 13: '(' is never closed"),
+    (["--strength", "0:(0.5), 2:(t)"], "strength must be from 0.0 to 1.0 at every frame; its schedule gives 1.25 at frame 1"),
+    (["--motion", "4d"], "motion must be one of"),
+    (["--video", "clip.mp4"], "video is only used in video motion"),
+    (["--from", "nowhere"], "from: "),
+    (["--resume", "nowhere"], "resume: "),
+])
+def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, words):
+    run = cli("--prompt", "x", "--frames", "3", "--width", "64", "--height", "64", *args, creations_dir=tmp_path)
+    assert run.returncode == 2 and run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1 and words in run.stderr, run.stderr
+    assert files_in(tmp_path) == set()
