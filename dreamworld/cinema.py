@@ -79,6 +79,7 @@ class CinemaResult:
     gif: Path | None = None
     interrupted: bool = False
     timings: dict[str, float] = field(default_factory=dict)  # seconds by phase
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds by phase (with ffmpeg's)
 
     @property
     def settings(self) -> Path:
@@ -88,6 +89,16 @@ class CinemaResult:
     def paths(self) -> list[Path]:
         """The videos written (GIF first, mp4 last)."""
         return [p for p in (self.gif, self.video) if p is not None]
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its finished child processes (ffmpeg)."""
+    try:
+        import resource
+    except ImportError:  # Windows: this process only
+        return time.process_time()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 # ----- requests -------------------------------------------------------------------------------
@@ -249,15 +260,17 @@ class Renderer:
         self.saved = creations.saved_frames(run_dir)
         self.cache: dict[int, np.ndarray] = {}
         self.timings: dict[str, float] = {}
-        self.result = CinemaResult(self.request, run_dir, timings=self.timings)
+        self.cpu_timings: dict[str, float] = {}
+        self.result = CinemaResult(self.request, run_dir, timings=self.timings, cpu_timings=self.cpu_timings)
 
     @contextmanager
     def timed(self, phase: str):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds()
         try:
             yield
         finally:
             self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
+            self.cpu_timings[phase] = self.cpu_timings.get(phase, 0.0) + cpu_seconds() - cpu
 
     # frames on disk and in memory
     def image(self, index: int) -> np.ndarray:
@@ -412,3 +425,44 @@ class Renderer:
             self.result.video = video.write_mp4(frames, self.run_dir / f"{self.run_dir.name}.mp4", r.fps)
             if r.gif:
                 self.result.gif = video.write_gif(frames, self.run_dir / f"{self.run_dir.name}.gif", r.fps)
+
+
+# ----- preview --------------------------------------------------------------------------------
+PREVIEW_SIZE = 128
+
+
+def _pattern(width: int, height: int) -> np.ndarray:
+    """A grid with a disc, to show motion when there is no input image."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 200 // max(1, width - 1) + 30, y * 200 // max(1, height - 1) + 30,
+                      np.full_like(x, 120)], axis=-1).astype(np.uint8)
+    step = max(8, min(width, height) // 8)
+    image[(x % step < 2) | (y % step < 2)] = 255
+    disc = (x - width / 2) ** 2 + (y - height / 2) ** 2 < (min(width, height) / 6) ** 2
+    image[disc] = (220, 40, 40)
+    return image
+
+
+def preview(request, image: Image.Image | None = None, limit: int = 96) -> list[np.ndarray]:
+    """How the motion moves the input over the run's frames, without any diffusion: the init image
+    (or a test pattern) moved by the accumulated motion, or the input video's frames."""
+    frames = min(request.frames or DEFAULT_FRAMES, limit)
+    if request.motion == "dream":
+        raise RequestError("motion", "dream motion walks through noise and prompts: it has no motion to preview")
+    if image is None and request.init_image:
+        image = creations.open_image(request.init_image)
+    if request.motion == "video":
+        try:
+            return [f for _, f in video.read_frames(request.video, request.every_nth, frames)]
+        except video.VideoError as e:
+            raise RequestError("video", f"video: {e}") from None
+    width = request.width or (image.width // 8 * 8 if image is not None else PREVIEW_SIZE)
+    height = request.height or (image.height // 8 * 8 if image is not None else PREVIEW_SIZE)
+    source = _pattern(width, height) if image is None else \
+        np.asarray(image.convert("RGB").resize((width, height), Image.LANCZOS))
+    moves = plan(request.replace(width=width, height=height, frames=frames, seed=max(request.seed, 0)))
+    out, m = [source], np.eye(3)
+    for p in moves.frames[1:]:
+        m = p.motion @ m
+        out.append(transforms.warp(source, m, request.border))
+    return out

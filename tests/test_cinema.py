@@ -315,6 +315,20 @@ def test_bad_cinema_requests_write_nothing(world, fields, field, words):
     assert files_in(world.creations_dir) == before
 
 
+def test_preview_moves_the_input_without_diffusion(tmp_path):
+    init = tmp_path / "init.png"
+    Image.fromarray(noise_image(96, 64)).save(init)
+    frames = cinema.preview(schema.validate_cinema({"frames": 5, "zoom": 1.1, "init_image": str(init)}))
+    assert len(frames) == 5 and frames[0].shape == (64, 96, 3)
+    assert np.array_equal(frames[0], np.asarray(Image.open(init)))
+    expected = transforms.warp(frames[0], np.linalg.matrix_power(transforms.matrix_2d(96, 64, zoom=1.1), 3))
+    assert np.array_equal(frames[3], expected)
+    pattern = cinema.preview(schema.validate_cinema({"frames": 3, "motion": "3d", "rotate_z": 5}))
+    assert pattern[0].shape == (128, 128, 3) and not np.array_equal(pattern[0], pattern[2])
+    with pytest.raises(RequestError, match="no motion to preview"):
+        cinema.preview(schema.validate_cinema({"motion": "dream"}))
+
+
 # ----- runs on the embedded model ---------------------------------------------------------
 FAST_CINEMA = dict(prompt="a red circle", width=64, height=64, steps=2, strength=0.5, frames=4, fps=6, seed=21)
 
