@@ -404,11 +404,13 @@ def request_from_file(path, creations_dir=None) -> dict:
 
 
 def list_creations(creations_dir) -> list[Path]:
-    """Image files under creations_dir, newest first, without stored inputs and temp files."""
+    """Image files under creations_dir, newest first, without stored inputs, temp files and the frames
+    of cinema runs after their first."""
     root = Path(creations_dir)
     if not root.is_dir():
         return []
     found = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
              and (parts := p.relative_to(root).parts)[0] != INPUTS
-             and not any(part.startswith(".") for part in parts)]
+             and not any(part.startswith(".") for part in parts)
+             and not ((m := _FRAME.match(p.name)) and int(m.group(1)))]  # a cinema run shows its first frame
     return sorted(found, key=lambda p: (p.stat().st_mtime_ns, str(p)), reverse=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -89,6 +90,82 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
                                              height="auto")
                         info = gr.Textbox(label="Parameters", lines=4, interactive=False, elem_id="info")
 
+            with gr.Tab("Cinema", id="cinema"):
+                cinema_defaults = world.cinema_request()
+                movie: dict[str, gr.Component] = {}
+
+                def movie_control(name, **extra):
+                    movie[name] = controls.control(name, getattr(cinema_defaults, name), caps, limits,
+                                                   fields=schema.CINEMA_FIELDS, elem_id=f"cinema-{name}", **extra)
+                    return movie[name]
+
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        for name in TEXT_FIELDS:
+                            movie_control(name)
+                    with gr.Column(scale=1, min_width=200):
+                        make_movie = gr.Button("Make animation", variant="primary", elem_id="cinema-generate")
+                        with gr.Row():
+                            movie_interrupt = gr.Button("Interrupt", variant="stop", elem_id="cinema-interrupt")
+                            movie_resume = gr.Button("Resume", elem_id="cinema-resume")
+                        movie_run = gr.Textbox(label="Run folder", elem_id="cinema-run", max_lines=1,
+                                               info="the run that Resume continues (filled in by the last run)")
+                        movie_status = gr.Markdown("", elem_id="cinema-status")
+                with gr.Row():
+                    with gr.Column():
+                        movie_control("motion")
+                        with gr.Row():
+                            movie_control("frames")
+                            movie_control("fps")
+                        with gr.Group(visible=cinema_defaults.motion in ("2d", "3d")) as init_group:
+                            movie_init = gr.Image(label="Init image (first frame's input; optional)",
+                                                  type="filepath", elem_id="cinema-init-image")
+                            movie_control("reuse_init")
+                        with gr.Group(visible=cinema_defaults.motion == "video") as video_group:
+                            movie_video = gr.File(label="Input video (mp4 or gif)", file_types=[".mp4", ".gif", ".mov",
+                                                                                                ".webm", ".mkv"],
+                                                  type="filepath", elem_id="cinema-video-input")
+                            movie_control("every_nth")
+                        with gr.Accordion("Motion", open=True):
+                            with gr.Group(visible=cinema_defaults.motion == "2d") as motion_2d:
+                                for name in ("zoom", "angle", "center_x", "center_y"):
+                                    movie_control(name)
+                            with gr.Group(visible=cinema_defaults.motion in ("2d", "3d")) as motion_xy:
+                                for name in ("translate_x", "translate_y"):
+                                    movie_control(name)
+                            with gr.Group(visible=cinema_defaults.motion == "3d") as motion_3d:
+                                for name in ("translate_z", "rotate_x", "rotate_y", "rotate_z", "fov"):
+                                    movie_control(name)
+                            movie_control("border")
+                        with gr.Accordion("Schedules and coherence", open=False):
+                            for name in ("strength", "guidance_scale", "noise", "contrast", "color_coherence",
+                                         "cadence"):
+                                movie_control(name)
+                        with gr.Accordion("Seeds and prompts by frame", open=False):
+                            for name in ("seed", "seed_behavior", "seed_schedule", "prompts"):
+                                movie_control(name)
+                        with gr.Accordion("Model and sampling", open=False):
+                            movie_control("model", choices=model_names)
+                            for name in ("width", "height", "steps", "scheduler", "clip_skip"):
+                                movie_control(name)
+                            movie_control("vae", choices=vae_names)
+                            for name in ("backend", "device", "precision"):
+                                movie_control(name)
+                        movie_control("gif")
+                        leftover = [n for n in schema.CINEMA_FIELDS if n not in movie
+                                    and schema.CINEMA_FIELDS[n].metadata["kind"] not in ("image", "video")]
+                        for name in leftover:  # a field added to the schema later still gets a control
+                            movie_control(name)
+                    with gr.Column():
+                        preview_button = gr.Button("Preview motion (no diffusion)", elem_id="cinema-preview")
+                        with gr.Row():
+                            movie_preview = gr.Image(label="Motion preview", type="filepath", format="gif",
+                                                     elem_id="cinema-preview-image", interactive=False, height=256)
+                            movie_latest = gr.Image(label="Latest frame", type="filepath", elem_id="cinema-latest",
+                                                    interactive=False, height=256)
+                        movie_player = gr.Video(label="Animation", elem_id="cinema-player", interactive=False)
+                        movie_info = gr.Textbox(label="Run", lines=3, interactive=False, elem_id="cinema-info")
+
             with gr.Tab("Creations", id="creations") as creations_tab:
                 refresh = gr.Button("Refresh", elem_id="refresh-creations")
                 browse = gr.Gallery(label="Creations", format="png", columns=6, elem_id="creations",
@@ -153,6 +230,90 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
 
         generate.click(run, [init_image, inpaint] + field_inputs, [gallery, info, status])
         interrupt.click(lambda: service.interrupt(), None, None, queue=False)
+
+        movie_names = list(movie)
+        movie_inputs = [movie_init, movie_video] + [movie[n] for n in movie_names]
+
+        def movie_values(init_path, video_path, values) -> dict:
+            values = dict(zip(movie_names, values))
+            for name in ("width", "height", "frames", "fps"):
+                values[name] = values[name] or None  # 0: the default
+            if values["motion"] in ("2d", "3d"):
+                values["init_image"] = init_path or None
+            else:
+                values["reuse_init"] = False  # hidden with the init image
+            if values["motion"] == "video":
+                values["video"] = video_path
+            return values
+
+        def watch(task):
+            """Yield (status, latest frame) while a cinema task runs."""
+            shown = None
+            while not task.done.wait(0.5):
+                p = task.progress
+                desc = p.describe() if p.frames else "loading the model"
+                if (desc, p.latest) != shown:
+                    shown = (desc, p.latest)
+                    yield desc, p.latest
+
+        def finish(result):
+            r = result.request
+            if result.interrupted:
+                note = (f"Interrupted: {len(result.frames)} of {r.frames} frames saved. "
+                        "Resume continues from the last saved frame.")
+            else:
+                note = f"Saved {len(result.frames)} frames at {r.width}x{r.height} and the video ({r.fps:g} fps)."
+            info = f"{result.run_dir}\nseed {r.seed}, {r.frames} frames, {r.fps:g} fps, motion {r.motion}"
+            latest = str(result.frames[-1]) if result.frames else None
+            return (note, latest, str(result.video) if result.video else None, str(result.run_dir), info)
+
+        def run_movie(task):
+            try:
+                for desc, latest in watch(task):
+                    yield f"Working: {desc}", latest, gr.update(), gr.update(), gr.update()
+                result = task.wait()
+            except USER_ERRORS as e:
+                raise gr.Error(str(e)) from None
+            yield finish(result)
+
+        def make(init_path, video_path, *values):
+            try:
+                task = service.cinema(**movie_values(init_path, video_path, values))
+            except USER_ERRORS as e:
+                raise gr.Error(str(e)) from None
+            yield from run_movie(task)
+
+        def resume(run_folder):
+            if not (run_folder or "").strip():
+                raise gr.Error("Nothing to resume: make (and interrupt) a run first, or paste a run folder.")
+            yield from run_movie(service.resume_cinema(run_folder.strip()))
+
+        movie_outputs = [movie_status, movie_latest, movie_player, movie_run, movie_info]
+        make_movie.click(make, movie_inputs, movie_outputs)
+        movie_resume.click(resume, movie_run, movie_outputs)
+        movie_interrupt.click(lambda: service.interrupt(), None, None, queue=False)
+
+        def show_preview(init_path, video_path, *values):
+            from dreamworld import cinema, video
+            try:
+                request = world.cinema_request(**movie_values(init_path, video_path, values))
+                frames = cinema.preview(request)
+            except USER_ERRORS as e:
+                raise gr.Error(str(e)) from None
+            fps = min(request.fps or cinema.DEFAULT_FPS, 50)
+            target = Path(tempfile.mkdtemp(prefix="dreamworld-preview-")) / "preview.gif"
+            return str(video.write_gif(frames, target, fps))
+
+        preview_button.click(show_preview, movie_inputs, movie_preview, concurrency_id="preview",
+                             concurrency_limit=2)
+
+        def show_motion_inputs(motion):
+            return [gr.update(visible=motion in ("2d", "3d")), gr.update(visible=motion == "video"),
+                    gr.update(visible=motion == "2d"), gr.update(visible=motion in ("2d", "3d")),
+                    gr.update(visible=motion == "3d")]
+
+        movie["motion"].change(show_motion_inputs, movie["motion"],
+                               [init_group, video_group, motion_2d, motion_xy, motion_3d])
 
         def show_mode_inputs(mode):
             return gr.update(visible=mode == "img2img"), gr.update(visible=mode == "inpaint")

@@ -22,32 +22,42 @@ def capability_choices(name: str, caps: Capabilities) -> tuple | None:
             "precision": caps.precisions}.get(name)
 
 
-def limit(name: str, limits: dict, caps: Capabilities | None = None):
-    top = schema.FIELDS[name].metadata["max"]
+def limit(name: str, limits: dict, caps: Capabilities | None = None, fields: dict | None = None):
+    top = (fields or schema.FIELDS)[name].metadata["max"]
     if caps is not None and name == "clip_skip":
         top = min(top, caps.max_clip_skip)
     return min(top, limits.get(name, {}).get("max", top))
 
 
-def control(name: str, value, caps: Capabilities, limits: dict, choices=None, **extra) -> gr.Component:
-    """One Gradio component for a schema field."""
-    meta = schema.FIELDS[name].metadata
-    kind = schema.field_type(name)
+def control(name: str, value, caps: Capabilities, limits: dict, choices=None, fields: dict | None = None,
+            **extra) -> gr.Component:
+    """One Gradio component for a field of `fields` (default: the request schema's)."""
+    fields = fields or schema.FIELDS
+    meta = fields[name].metadata
+    kind = schema.field_type(name, fields)
     common = {"label": label(name), "info": meta["help"], "elem_id": f"field-{name}", **extra}
     choices = choices or capability_choices(name, caps) or meta["choices"]
     if choices:
-        if name == "mode":
+        if name in ("mode", "motion"):
             return gr.Radio(choices=list(choices), value=value, **common)
         return gr.Dropdown(choices=list(choices), value=value, **common)
+    if kind is bool:
+        return gr.Checkbox(value=bool(value), **common)
+    if meta["kind"] == "schedule":
+        common["info"] = f"{meta['help']}; a number or keyframes such as 0:(1.0), 24:(1.05)"
+        return gr.Textbox(value=value, lines=1, **common)
     if kind is str:
         return gr.Textbox(value=value, lines=3 if "prompt" in name else 1, **common)
     if name in ("width", "height"):
         common["info"] = f"pixels, a multiple of {caps.size_multiple}; 0 = the model's native size"
-        return gr.Number(value=value or 0, precision=0, minimum=0, maximum=limit(name, limits),
+        return gr.Number(value=value or 0, precision=0, minimum=0, maximum=limit(name, limits, fields=fields),
                          step=caps.size_multiple, **common)
     if name == "seed":
         return gr.Number(value=value, precision=0, minimum=meta["min"], maximum=meta["max"], **common)
-    return gr.Slider(minimum=meta["min"], maximum=limit(name, limits, caps), value=value,
+    if fields[name].default is None:  # 0 stands for "the default"
+        return gr.Number(value=value or 0, precision=0 if kind is int else None, minimum=0, maximum=meta["max"],
+                         **{**common, "info": f"{meta['help']}; 0 = the default"})
+    return gr.Slider(minimum=meta["min"], maximum=limit(name, limits, caps, fields), value=value,
                      step=STEP.get(name, 1), **common)
 
 

@@ -360,6 +360,8 @@ def test_a_short_run_saves_frames_with_metadata_an_mp4_and_a_gif(world, zoom_run
     assert not np.array_equal(pixels(run.frames[0]), pixels(run.frames[1]))
     with pytest.raises(creations.CreationError, match="is frame 2 of the cinema run"):
         creations.request_from_file(run.frames[2])
+    listed = creations.list_creations(world.creations_dir)
+    assert run.frames[0] in listed and run.frames[1] not in listed  # a run shows once in the browser
 
 
 def test_resume_after_an_interrupt_continues_without_redoing_frames(world, zoom_run):

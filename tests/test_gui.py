@@ -390,3 +390,58 @@ def test_settings_tab_saves_defaults_atomically(page, server):
     assert data["models_dir"] == str(PROJECT_DIR / "models")
     check(data)  # what was written loads back
     assert [p.name for p in server.settings.parent.iterdir()] == ["settings.json"]
+
+
+# ----- cinema -----------------------------------------------------------------------
+def fill_cinema(page, **values) -> None:
+    """Type values into Cinema-tab fields (text boxes, schedules and numbers)."""
+    for name, value in values.items():
+        box = page.locator(f"#cinema-{name}").locator("textarea, input[type=number]").first
+        box.fill(str(value))
+        box.press("Tab")
+
+
+def open_cinema(page) -> None:
+    page.get_by_role("tab", name="Cinema").click()
+    for section in ("Schedules and coherence", "Seeds and prompts by frame", "Model and sampling"):
+        page.get_by_text(section, exact=True).click()
+    expect(page.locator("#cinema-steps")).to_be_visible()
+
+
+def test_cinema_tab_previews_the_motion_then_makes_a_video(page, server):
+    open_cinema(page)
+    fill_cinema(page, prompt="a zoom into a red circle", frames=3, fps=6, zoom="0:(1.1)", strength="0.5",
+                steps=2, width=64, height=64, seed=12)
+    page.click("#cinema-preview")
+    expect(page.locator("#cinema-preview-image img")).to_be_visible()
+    before = server.files()
+    page.click("#cinema-generate")
+    status, toast = page.locator("#cinema-status"), page.locator(".toast-body")
+    expect(status.filter(has_text="Saved 3 frames").or_(toast).first).to_be_visible(timeout=GENERATION_TIMEOUT * 2)
+    assert toast.count() == 0, toast.first.inner_text()
+    expect(page.locator("#cinema-player video")).to_be_visible()
+    expect(page.locator("#cinema-latest img")).to_be_visible()
+    made = server.files() - before
+    [mp4] = [p for p in made if p.suffix == ".mp4"]
+    assert sorted(p.name for p in made if p.name.startswith("frame_") and p.suffix == ".png") == \
+        [f"frame_0000{i}.png" for i in range(3)]
+    assert page.locator("#cinema-run textarea, #cinema-run input").first.input_value() == str(mp4.parent)
+
+
+def test_cinema_interrupt_then_resume(page, server):
+    open_cinema(page)
+    fill_cinema(page, prompt="a long walk", frames=40, zoom="1.05", strength="0.5", steps=4, width=64,
+                height=64, seed=3)
+    before = server.files()
+    page.click("#cinema-generate")
+    expect(page.locator("#cinema-latest img")).to_be_visible(timeout=GENERATION_TIMEOUT)  # a frame is saved
+    page.click("#cinema-interrupt")
+    status = page.locator("#cinema-status")
+    expect(status).to_contain_text("Interrupted", timeout=30_000)
+    frames = {p: p.stat().st_mtime_ns for p in server.files() - before if p.name.startswith("frame_")
+              and p.suffix == ".png"}
+    assert 0 < len(frames) < 40 and not [p for p in server.files() - before if p.suffix == ".mp4"]
+    page.click("#cinema-resume")
+    expect(status).to_contain_text("Saved 40 frames", timeout=GENERATION_TIMEOUT * 6)
+    assert {p: p.stat().st_mtime_ns for p in frames} == frames  # the saved frames were not made again
+    assert len([p for p in server.files() - before if p.suffix == ".mp4"]) == 1
