@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from ..models import ModelInfo
 from ..schema import Request
@@ -30,6 +30,7 @@ class Capabilities:
     lora: bool = False
     controlnet: bool = False
     latent_walk: bool = False  # Job.noise, Job.prompt_blend and Backend.initial_noise (cinema's dream motion)
+    jit: bool = False  # the request's jit field (XLA compilation) is honoured
     notes: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -65,8 +66,17 @@ class Backend(ABC):
         """What this backend can do on this machine (without loading a model)."""
 
     @abstractmethod
-    def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str):
+    def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str, jit: bool = False):
         """Load the model; raise BackendError with a clear sentence on failure."""
+
+    @classmethod
+    def graph_key(cls, request: Request) -> dict:
+        """Request fields, beyond the schema's key fields, that a compiled graph fixes (such as the image
+        size of an XLA graph): a change calls recompile() instead of reusing the graph."""
+        return {}
+
+    def recompile(self, key: dict) -> None:
+        """Make the graphs again for a new graph_key() (the weights stay loaded)."""
 
     @property
     @abstractmethod
@@ -88,3 +98,14 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release memory held by the model."""
+
+
+def blurred(mask: Image.Image, radius: int) -> Image.Image:
+    """The inpaint mask with its edge blurred by `radius` pixels, for compositing the result on the input."""
+    return mask.filter(ImageFilter.GaussianBlur(radius)) if radius else mask
+
+
+def precisions_on(devices, supported) -> tuple[str, ...]:
+    """'auto' and every precision that `supported(device)` gives on one of the devices, in a fixed order."""
+    found = {p for d in devices if d != "auto" for p in supported(d)}
+    return ("auto",) + tuple(p for p in ("fp32", "bf16", "fp16") if p in found)

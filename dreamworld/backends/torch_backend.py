@@ -2,42 +2,24 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
 
 import numpy as np
 import torch
-from diffusers import (
-    AutoencoderKL, AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image,
-    DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, DPMSolverSDEScheduler,
-    EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler, LMSDiscreteScheduler,
-    PNDMScheduler, UniPCMultistepScheduler,
-)
+from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 from diffusers.utils import logging as diffusers_logging
-from PIL import Image, ImageFilter
+from PIL import Image
 from transformers.utils import logging as transformers_logging
 
 from ..models import ModelError, ModelInfo
 from ..schema import MODES
-from .base import Backend, BackendError, Capabilities, Interrupted, Job
+from . import samplers, weights
+from .base import Backend, BackendError, Capabilities, Interrupted, Job, blurred, precisions_on
 
 log = logging.getLogger("dreamworld")
 diffusers_logging.disable_progress_bar()
 transformers_logging.disable_progress_bar()
 
-# A1111 sampler names -> diffusers scheduler class and config overrides.
-SCHEDULERS = {
-    "Euler": (EulerDiscreteScheduler, {}),
-    "Euler a": (EulerAncestralDiscreteScheduler, {}),
-    "DPM++ 2M": (DPMSolverMultistepScheduler, {}),
-    "DPM++ 2M Karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
-    "DPM++ SDE Karras": (DPMSolverSDEScheduler, {"use_karras_sigmas": True}),
-    "DDIM": (DDIMScheduler, {}),
-    "LMS": (LMSDiscreteScheduler, {}),
-    "Heun": (HeunDiscreteScheduler, {}),
-    "UniPC": (UniPCMultistepScheduler, {}),
-    "PNDM": (PNDMScheduler, {"skip_prk_steps": True}),
-}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PIPELINES = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
              "inpaint": AutoPipelineForInpainting}
@@ -83,20 +65,19 @@ class TorchBackend(Backend):
 
     @classmethod
     def capabilities(cls) -> Capabilities:
-        precisions = {p for d in available_devices() if d != "auto" for p in supported_precisions(d)}
         return Capabilities(
-            modes=MODES, schedulers=tuple(SCHEDULERS), devices=available_devices(),
-            precisions=("auto",) + tuple(p for p in ("fp32", "bf16", "fp16") if p in precisions),
+            modes=MODES, schedulers=tuple(samplers.SCHEDULERS), devices=available_devices(),
+            precisions=precisions_on(available_devices(), supported_precisions),
             size_multiple=8, latent_walk=True)
 
-    def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str):
+    def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str, jit: bool = False):
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision)
         dtype = DTYPES[self.precision]
         try:
-            pipe = _load_pipeline(model, dtype)
+            pipe = weights.load_pipeline(model, dtype)
             if vae is not None:
-                pipe.vae = _load_vae(vae, dtype, pipe)
+                pipe.vae = weights.load_vae(vae, dtype, pipe)
         except ModelError as e:  # single files: already one sentence naming the file
             raise BackendError(str(e)) from None
         except (OSError, ValueError, KeyError, RuntimeError, EnvironmentError) as e:
@@ -125,19 +106,13 @@ class TorchBackend(Backend):
             self._pipes[mode].set_progress_bar_config(disable=True)
         return self._pipes[mode]
 
-    def _scheduler(self, name: str, seed: int):
-        cls, overrides = SCHEDULERS[name]
-        if cls is DPMSolverSDEScheduler:
-            overrides = {**overrides, "noise_sampler_seed": seed}
-        return cls.from_config(self._scheduler_config, **overrides)
-
     def generate(self, job: Job) -> Image.Image:
         r = job.request
         if self.inpainting_only and r.mode != "inpaint":
             raise BackendError(f"model {self.model_name!r} is an inpainting model: it can only do mode inpaint, "
                                f"not {r.mode}")
         pipe = self._pipe(r.mode)
-        pipe.scheduler = self._scheduler(r.scheduler, job.seed)
+        pipe.scheduler = samplers.make(r.scheduler, self._scheduler_config, job.seed)
         stopped = False
 
         def on_step_end(pipeline, i, t, tensors):
@@ -161,7 +136,7 @@ class TorchBackend(Backend):
         else:
             args.update(image=job.init_image, strength=r.strength)
         if r.mode == "inpaint":
-            mask = _blurred(job.mask, r.mask_blur)
+            mask = blurred(job.mask, r.mask_blur)
             args.update(mask_image=mask, width=r.width, height=r.height)
         try:
             with torch.inference_mode():
@@ -240,25 +215,3 @@ class TorchBackend(Backend):
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def _blurred(mask: Image.Image, radius: int) -> Image.Image:
-    return mask.filter(ImageFilter.GaussianBlur(radius)) if radius else mask
-
-
-def _load_pipeline(model: ModelInfo, dtype) -> DiffusionPipeline:
-    if model.format == "diffusers":
-        index = json.loads((model.path / "model_index.json").read_text())
-        extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
-        return AutoPipelineForText2Image.from_pretrained(
-            model.path, dtype=dtype, local_files_only=True, **extra)
-    from .. import model_configs
-    return model_configs.load_pipeline(model.path, dtype)
-
-
-def _load_vae(vae: ModelInfo, dtype, pipe) -> AutoencoderKL:
-    if vae.format == "diffusers":
-        return AutoencoderKL.from_pretrained(vae.path, dtype=dtype, local_files_only=True)
-    from .. import model_configs
-    family = "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"
-    return model_configs.load_vae(vae.path, dtype, family)
