@@ -24,9 +24,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $@
 
-# Rebuild the embedded default model from its script (deterministic).
+# Train the embedded default model again (about 2 hours on 2 CPU cores; resumable) and
+# install it over the shipped one; see docs/embedded-model.md.
 model: install
-	$(PY) -m dreamworld.tiny_model
+	$(PY) -m dreamworld.train_demo --out runs/embedded --resume --model-dir models/Stable-diffusion/dreamworld-tiny
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,71 @@
+"""The embedded model's dataset and measurements, and its training script."""
+import csv
+
+import numpy as np
+import pytest
+
+from dreamworld import shapes, train_demo
+
+
+def test_the_measurements_read_rendered_scenes_back():
+    rng = np.random.default_rng(1)
+    for split in ("train", "heldout"):
+        scenes = [shapes.sample_scene(rng, split, objects=1, full=True) for _ in range(60)]
+        for scene, image in zip(scenes, shapes.render_pil(scenes, 128)):
+            assert all(shapes.score(scene, image).values()), (scene.caption, shapes.measure(image))
+
+
+def test_a_picture_that_disagrees_with_its_caption_is_scored_wrong():
+    scene = shapes.scene_from("blue", ("star", "red", "large", "left"))
+    other = shapes.render_pil([shapes.scene_from("green", ("circle", "yellow", "small", "right"))], 128)[0]
+    assert not any(shapes.score(scene, other).values())
+
+
+def test_held_out_triples_never_appear_in_training_scenes():
+    rng = np.random.default_rng(2)
+    for _ in range(2000):
+        scene = shapes.sample_scene(rng, "train")
+        assert not scene.heldout
+        assert all(o.colour != scene.background for o in scene.objects)
+    held = [shapes.sample_scene(rng, "heldout", objects=1) for _ in range(50)]
+    assert all(s.heldout for s in held)
+    # every pair inside a held-out triple is still seen, so the held-out set measures generalisation
+    pairs = {(c, s) for c, s, _ in shapes.HELDOUT} | {(c, b) for c, _, b in shapes.HELDOUT}
+    seen = set()
+    for _ in range(3000):
+        scene = shapes.sample_scene(rng, "train", objects=1)
+        o = scene.objects[0]
+        seen |= {(o.colour, o.shape), (o.colour, scene.background)}
+    assert pairs <= seen
+
+
+def test_captions_vary_and_name_what_is_drawn():
+    rng = np.random.default_rng(3)
+    scenes = [shapes.sample_scene(rng, "train", objects=1) for _ in range(200)]
+    assert len({s.caption for s in scenes}) > 190
+    for s in scenes:
+        o = s.objects[0]
+        assert o.shape in s.caption
+        assert ("colour" not in o.named) or o.colour in s.caption
+        assert (not s.bg_named) or s.background in s.caption
+
+
+def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
+    common = ["--out", str(tmp_path), "--batch", "4", "--vae-batch", "2", "--log-every", "1", "--fp32"]
+    train_demo.main(common + ["--vae-steps", "2", "--steps", "4", "--max-minutes", "0.0001"])
+    rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
+    assert [(r["stage"], r["step"]) for r in rows] == [("vae", "1")]  # stopped after one step
+    assert not (tmp_path / "model").exists()  # no model before the UNet trained
+
+    train_demo.main(common + ["--vae-steps", "2", "--steps", "4", "--resume"])
+    rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
+    assert [(r["stage"], int(r["step"])) for r in rows] == [("vae", 1), ("vae", 2)] + [("unet", i) for i in range(1, 5)]
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+    model = tmp_path / "model"
+    assert (model / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (model / "tokenizer" / "vocab.json").is_file()
+
+
+@pytest.mark.parametrize("step, expected", [(0, 4e-4 / 200), (199, 4e-4), (5499, 4e-5)])
+def test_learning_rate_warms_up_then_decays_to_a_tenth(step, expected):
+    assert train_demo.lr_at(step, 5500, 4e-4) == pytest.approx(expected, rel=1e-3)
