@@ -79,6 +79,7 @@ class Request:
     backend: str = _spec("torch", choices=BACKENDS, key=True, help="generation engine")
     device: str = _spec("auto", choices=DEVICES, key=True, help="compute device")
     precision: str = _spec("auto", choices=PRECISIONS, key=True, help="numeric precision")
+    jit: bool = _spec(False, key=True, help="XLA-compile the networks for the image size (backends that can)")
     format: str = _spec("png", choices=FORMATS, help="image file format")
 
     def to_dict(self) -> dict[str, Any]:

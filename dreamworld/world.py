@@ -59,7 +59,8 @@ def backend_class(name: str) -> type[Backend]:
         from .backends.torch_backend import TorchBackend
         return TorchBackend
     if name == "tensorflow":
-        raise RequestError("backend", "backend 'tensorflow' is not available yet; use 'torch'")
+        from .backends.tf_backend import TensorflowBackend
+        return TensorflowBackend
     raise RequestError("backend", f"backend must be one of {', '.join(schema.BACKENDS)}, got {name!r}")
 
 
@@ -73,6 +74,7 @@ class DreamWorld:
         self.creations_dir = Path(creations_dir) if creations_dir else self.settings.creations_path
         self.backend: Backend | None = None
         self._key: dict | None = None
+        self._graph: dict = {}
         self._lock = threading.RLock()  # one generation at a time
         self._stop = threading.Event()
         self.progress = Progress()
@@ -91,17 +93,24 @@ class DreamWorld:
 
     # ----- compiling ----------------------------------------------------------------
     def compile(self, request: Request) -> Backend:
-        """Load the backend for the request's key variables, reusing the loaded one if they match."""
+        """Load the backend for the request's key variables, reusing the loaded one if they match.
+
+        Beyond the schema's key fields, a backend may name fields its compiled graph fixes (graph_key):
+        a change of those makes the graphs again over the loaded weights."""
         model_name = request.model or settings_module.DEFAULT_MODEL
         key = {name: getattr(request, name) for name in schema.KEY_FIELDS} | {"model": model_name}
-        if self.backend is not None and key == self._key:
-            return self.backend
         cls = backend_class(request.backend)
-        caps = cls.capabilities()
-        for name, allowed in (("device", caps.devices), ("precision", caps.precisions)):
-            if key[name] not in allowed:
-                raise RequestError(name, f"{name} must be one of {', '.join(allowed)} on backend "
-                                         f"{request.backend!r} here, got {key[name]!r}")
+        check_capabilities(request, cls.capabilities())
+        graph = cls.graph_key(request)
+        if self.backend is not None and key == self._key:
+            if graph != self._graph:
+                changed = ",".join(k for k in graph if self._graph.get(k) != graph[k])
+                started = time.monotonic()
+                self.backend.recompile(graph)
+                self._graph = graph
+                log.info("compile: backend=%s model=%s changed=%s (%.1f s)", request.backend, model_name,
+                         changed, time.monotonic() - started)
+            return self.backend
         try:
             model = models.find_model(self.model_dirs, model_name)
             vae = models.find_model(self.model_dirs, request.vae, "vae") if request.vae else None
@@ -110,8 +119,10 @@ class DreamWorld:
         changed = "first load" if self._key is None else ",".join(k for k in key if self._key[k] != key[k])
         self.release()
         started = time.monotonic()
-        self.backend = cls(model, vae, request.device, request.precision)
-        self._key = key
+        self.backend = cls(model, vae, request.device, request.precision, jit=request.jit)
+        if graph:
+            self.backend.recompile(graph)
+        self._key, self._graph = key, graph
         log.info("compile: backend=%s model=%s changed=%s (%.1f s)", request.backend, model.name,
                  changed, time.monotonic() - started)
         return self.backend
@@ -120,7 +131,7 @@ class DreamWorld:
         """Free the loaded backend's memory."""
         if self.backend is not None:
             self.backend.close()
-            self.backend, self._key = None, None
+            self.backend, self._key, self._graph = None, None, {}
 
     # ----- generating ---------------------------------------------------------------
     def create(self, on_progress: Callable[[Progress], None] | None = None, **fields) -> Result:
@@ -248,12 +259,6 @@ class DreamWorld:
     def _resolve(self, request: Request, backend: Backend) -> Request:
         """Fill in what the request left to the model and to chance: model, size, seed."""
         caps = backend.capabilities()
-        if request.mode not in caps.modes:
-            raise RequestError("mode", f"backend {request.backend!r} cannot do {request.mode}; it can do "
-                                       + ", ".join(caps.modes))
-        if request.scheduler not in caps.schedulers:
-            raise RequestError("scheduler", f"scheduler must be one of {', '.join(caps.schedulers)} on "
-                                            f"backend {request.backend!r}, got {request.scheduler!r}")
         if request.clip_skip > backend.clip_layers:
             raise RequestError("clip_skip", f"clip_skip must be from 1 to {backend.clip_layers} for this "
                                             f"model, got {request.clip_skip}")
@@ -261,10 +266,7 @@ class DreamWorld:
         request = request.replace(
             model=self._key["model"], width=request.width or width, height=request.height or height,
             seed=request.seed if request.seed >= 0 else random.randint(0, schema.MAX_SEED))
-        for name in ("width", "height"):
-            if getattr(request, name) % caps.size_multiple:
-                raise RequestError(name, f"{name} must be a multiple of {caps.size_multiple} on backend "
-                                         f"{request.backend!r}, got {getattr(request, name)}")
+        check_capabilities(request, caps)
         return request
 
     def _inputs(self, request: Request) -> tuple[Image.Image | None, Image.Image | None]:
@@ -281,6 +283,26 @@ class DreamWorld:
             mask = mask.getchannel("A")  # a painted layer: the strokes are what to repaint
         mask = mask.convert("L").resize(size, Image.NEAREST)
         return init, mask
+
+
+def check_capabilities(request, caps) -> None:
+    """Refuse, naming the field, what the backend declares it cannot do (before any model is loaded)."""
+    backend = repr(request.backend)
+    for name, allowed in (("device", caps.devices), ("precision", caps.precisions),
+                          ("scheduler", caps.schedulers)):
+        if getattr(request, name) not in allowed:
+            raise RequestError(name, f"{name} must be one of {', '.join(allowed)} on backend {backend} here, "
+                                     f"got {getattr(request, name)!r}")
+    if getattr(request, "mode", "txt2img") not in caps.modes:
+        raise RequestError("mode", f"backend {backend} cannot do {request.mode}; it can do " + ", ".join(caps.modes))
+    if request.jit and not caps.jit:
+        raise RequestError("jit", f"backend {backend} cannot jit-compile; set jit to false "
+                                  "(XLA compilation is a tensorflow backend option)")
+    for name in ("width", "height"):
+        value = getattr(request, name)
+        if value is not None and value % caps.size_multiple:
+            raise RequestError(name, f"{name} must be a multiple of {caps.size_multiple} on backend {backend}, "
+                                     f"got {value}")
 
 
 def _open(value, field_name: str, creations_dir: Path) -> Image.Image:

@@ -21,7 +21,7 @@ log = logging.getLogger("dreamworld")
 # Fields shown as controls on the Create tab, in this order; images are handled separately.
 CREATE_FIELDS = [n for n in schema.FIELDS if schema.FIELDS[n].metadata["kind"] != "image"]
 TEXT_FIELDS = ("prompt", "negative_prompt")
-ADVANCED = ("clip_skip", "mask_blur", "vae", "backend", "device", "precision", "format")
+ADVANCED = ("clip_skip", "mask_blur", "vae", "backend", "device", "precision", "jit", "format")
 USER_ERRORS = (ValueError, creations.CreationError, BackendError)
 
 
@@ -149,7 +149,7 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
                             for name in ("width", "height", "steps", "scheduler", "clip_skip"):
                                 movie_control(name)
                             movie_control("vae", choices=vae_names)
-                            for name in ("backend", "device", "precision"):
+                            for name in ("backend", "device", "precision", "jit"):
                                 movie_control(name)
                         movie_control("gif")
                         leftover = [n for n in schema.CINEMA_FIELDS if n not in movie
@@ -320,18 +320,23 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
 
         fields["mode"].change(show_mode_inputs, fields["mode"], [init_image, inpaint])
 
-        reshaped = [n for n in field_names if n != "backend"]
+        def follow_backend(group: dict) -> None:
+            """Reshape a group of controls to the capabilities of the backend chosen in it."""
+            names = [n for n in group if n != "backend"]
 
-        def reshape(backend, *values):
-            try:
-                new_caps = world.capabilities(backend)
-            except USER_ERRORS as e:
-                gr.Warning(str(e))
-                return [gr.update() for _ in reshaped]
-            return [controls.reshape(n, v, new_caps, world.settings.limits) for n, v in zip(reshaped, values)]
+            def reshape(backend, *values):
+                try:
+                    new_caps = world.capabilities(backend)
+                except USER_ERRORS as e:
+                    gr.Warning(str(e))
+                    return [gr.update() for _ in names]
+                return [controls.reshape(n, v, new_caps, world.settings.limits) for n, v in zip(names, values)]
 
-        fields["backend"].change(reshape, [fields["backend"]] + [fields[n] for n in reshaped],
-                                 [fields[n] for n in reshaped])
+            group["backend"].change(reshape, [group["backend"]] + [group[n] for n in names],
+                                    [group[n] for n in names])
+
+        for group in (fields, movie, setting_controls):
+            follow_backend(group)
 
         def list_creations():
             paths = [str(p) for p in creations.list_creations(world.creations_dir)[:200]]

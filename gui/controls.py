@@ -18,8 +18,23 @@ def label(name: str) -> str:
 
 def capability_choices(name: str, caps: Capabilities) -> tuple | None:
     """The choices a backend allows for a field, or None if the field is not limited by it."""
+    if name == "motion":
+        return tuple(m for m in schema.MOTIONS if m != "dream" or caps.latent_walk)
     return {"mode": caps.modes, "scheduler": caps.schedulers, "device": caps.devices,
             "precision": caps.precisions}.get(name)
+
+
+# Fields shown only where the backend declares the capability of the same name.
+CAPABILITY_FIELDS = ("jit",)
+
+
+def shown(name: str, caps: Capabilities) -> bool:
+    return bool(getattr(caps, name)) if name in CAPABILITY_FIELDS else True
+
+
+def snapped(value, multiple: int):
+    """A size rounded to the backend's multiple (0 / None: the model's native size, kept)."""
+    return max(multiple, round(value / multiple) * multiple) if value else value
 
 
 def limit(name: str, limits: dict, caps: Capabilities | None = None, fields: dict | None = None):
@@ -35,7 +50,8 @@ def control(name: str, value, caps: Capabilities, limits: dict, choices=None, fi
     fields = fields or schema.FIELDS
     meta = fields[name].metadata
     kind = schema.field_type(name, fields)
-    common = {"label": label(name), "info": meta["help"], "elem_id": f"field-{name}", **extra}
+    common = {"label": label(name), "info": meta["help"], "elem_id": f"field-{name}",
+              "visible": shown(name, caps), **extra}
     choices = choices or capability_choices(name, caps) or meta["choices"]
     if choices:
         if name in ("mode", "motion"):
@@ -66,8 +82,11 @@ def reshape(name: str, value, caps: Capabilities, limits: dict):
     choices = capability_choices(name, caps)
     if choices is not None:
         return gr.update(choices=list(choices), value=value if value in choices else choices[0])
+    if name in CAPABILITY_FIELDS:
+        return gr.update(visible=shown(name, caps), value=value if shown(name, caps) else False)
     if name in ("width", "height"):
-        return gr.update(step=caps.size_multiple)
+        return gr.update(step=caps.size_multiple, value=snapped(value, caps.size_multiple),
+                         info=f"pixels, a multiple of {caps.size_multiple}; 0 = the model's native size")
     if name == "clip_skip":
         return gr.update(maximum=limit(name, limits, caps), value=min(value or 1, limit(name, limits, caps)))
     return gr.update()

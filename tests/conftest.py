@@ -1,5 +1,6 @@
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,8 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Converted weights and generated configs go to a fresh cache, never the user's.
+os.environ["DREAMWORLD_CACHE"] = tempfile.mkdtemp(prefix="dreamworld-test-cache-")
 
 from dreamworld import DreamWorld  # noqa: E402
 from dreamworld.settings import PROJECT_DIR, Settings  # noqa: E402

@@ -392,6 +392,43 @@ def test_settings_tab_saves_defaults_atomically(page, server):
     assert [p.name for p in server.settings.parent.iterdir()] == ["settings.json"]
 
 
+def choose(page, name: str, value: str) -> None:
+    """Pick a value in a Create-tab dropdown."""
+    page.locator(f"#field-{name} input").click()
+    page.get_by_role("option", name=value, exact=True).click()
+
+
+def test_switching_the_engine_reshapes_the_controls_and_generates_on_tensorflow(page, server):
+    page.get_by_text("Advanced", exact=True).click()
+    width = page.locator("#field-width input[type=number]")
+    expect(page.locator("#field-backend")).to_be_visible()
+    expect(page.locator("#field-jit")).to_be_hidden()  # torch declares no XLA
+    expect(width).to_have_attribute("step", "8")
+
+    choose(page, "backend", "tensorflow")
+    expect(page.locator("#field-jit")).to_be_visible(timeout=60_000)  # the first look imports TensorFlow
+    expect(width).to_have_attribute("step", "64")
+    expect(page.locator("#field-width")).to_contain_text("a multiple of 64")
+
+    before = server.files()
+    fill(page, prompt="a yellow square on a purple background", seed=8, width=96, height=64, steps=3)
+    page.click("#generate")
+    toast = page.locator(".toast-body").first
+    expect(toast).to_contain_text("width must be a multiple of 64 on backend 'tensorflow'")
+    assert server.files() == before
+    toast.locator(".toast-close").click()
+
+    fill(page, width=64)
+    generate(page, timeout=GENERATION_TIMEOUT * 2)  # the first use loads TensorFlow and converts the model
+    [image] = new_images(server, before)
+    request = read_creation(image)["request"]
+    assert request["backend"] == "tensorflow" and request["jit"] is False
+
+    choose(page, "backend", "torch")
+    expect(page.locator("#field-jit")).to_be_hidden()
+    expect(width).to_have_attribute("step", "8")
+
+
 # ----- cinema -----------------------------------------------------------------------
 def fill_cinema(page, **values) -> None:
     """Type values into Cinema-tab fields (text boxes, schedules and numbers)."""

@@ -46,7 +46,7 @@ def test_settings_limits_lower_a_maximum():
 
 
 def test_key_fields_are_those_that_need_a_rebuild():
-    assert set(schema.KEY_FIELDS) == {"model", "vae", "backend", "device", "precision"}
+    assert set(schema.KEY_FIELDS) == {"model", "vae", "backend", "device", "precision", "jit"}
 
 
 def test_cinema_request_shares_the_request_fields_and_adds_its_own():

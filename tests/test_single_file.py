@@ -391,3 +391,25 @@ def test_an_sd15_ckpt_loads_offline_without_running_pickled_code(dirs, sd15):
     assert type(pipe).__name__ == "StableDiffusionPipeline"
     for name, model in models.items():
         assert_same_weights(getattr(pipe, name), model)
+
+
+@pytest.mark.slow
+def test_an_sd15_safetensors_runs_on_tensorflow_with_the_torch_pictures_and_is_cached(dirs, sd15, monkeypatch):
+    from dreamworld.backends import weights
+
+    models, state = sd15
+    save_file(state, dirs / "models" / "Stable-diffusion" / "sd15-random.safetensors", metadata={"format": "pt"})
+    monkeypatch.setenv("DREAMWORLD_CACHE", str(dirs / "cache"))
+    world = make_world(dirs)
+    fields = dict(prompt="a red fox in the snow", model="sd15-random", steps=2, width=64, height=64, seed=1)
+    on_torch = np.asarray(world.create(**fields).images[0], np.int16)
+    world.release()
+    on_tf = np.asarray(world.create(backend="tensorflow", **fields).images[0], np.int16)
+    assert world.backend.native_size == (512, 512) and world.backend.clip_layers == 12
+    assert np.abs(on_tf - on_torch).max() <= 3
+
+    world.release()  # the next load reads the converted cache, not the checkpoint
+    monkeypatch.setattr(weights, "load_pipeline", lambda *a, **k: pytest.fail("the checkpoint was read again"))
+    again = np.asarray(world.create(backend="tensorflow", **fields).images[0], np.int16)
+    assert np.abs(again - on_tf).max() <= 1
+    world.release()

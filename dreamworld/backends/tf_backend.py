@@ -1,0 +1,398 @@
+"""The TensorFlow backend: Stable Diffusion on keras-cv / Keras 3, from the same model files as PyTorch.
+
+A model is read by the same code as the torch backend's (`weights.py`: diffusers folders, single
+files), its tensors poured into Keras networks built from its own configs (`keras_nets.py`) and
+cached as numpy files, so that the next load needs neither PyTorch's loader nor the conversion.
+The loops are written here: txt2img, img2img (partial time steps from the encoded image) and
+inpaint (masked latent blending, or a 9-channel inpainting UNet), step for step as diffusers' SD
+pipelines do them, with the same samplers (`samplers.py`) and the same seeded CPU noise, so that a
+request gives the torch backend's picture within rounding (docs/tensorflow.md).
+"""
+from __future__ import annotations
+
+import gc
+import inspect
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _import_tensorflow_quietly():
+    """TensorFlow's native libraries log banners to stderr as they load, past TF_CPP_MIN_LOG_LEVEL; the
+    command line promises one line of stderr per error, so they load with stderr pointed away."""
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow
+        return tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+tf = _import_tensorflow_quietly()
+tf.get_logger().setLevel("ERROR")  # not a warning per new image size ("triggered tf.function retracing")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from diffusers.image_processor import VaeImageProcessor  # noqa: E402
+from diffusers.models.embeddings import get_timestep_embedding  # noqa: E402
+from keras_cv.models.stable_diffusion import SimpleTokenizer  # noqa: E402
+from PIL import Image  # noqa: E402
+from safetensors.numpy import load_file, save_file  # noqa: E402
+
+from ..models import ModelError, ModelInfo  # noqa: E402
+from ..schema import MODES  # noqa: E402
+from . import keras_nets, samplers  # noqa: E402
+from .base import Backend, BackendError, Capabilities, Interrupted, Job, blurred, precisions_on  # noqa: E402
+
+log = logging.getLogger("dreamworld")
+
+BPE = Path(__file__).resolve().parent.parent / "assets" / "bpe_simple_vocab_16e6.txt.gz"
+CONVERSION = 1  # bump when the cached arrays' meaning changes
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+SIZE_MULTIPLE = 64  # three 2x downsamplings of 8x latents
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DREAMWORLD_CACHE", Path.home() / ".cache" / "dreamworld")) / "tensorflow"
+
+
+def available_devices() -> tuple[str, ...]:
+    return ("auto", "cpu") + (("cuda",) if tf.config.list_physical_devices("GPU") else ())
+
+
+def supported_precisions(device: str) -> tuple[str, ...]:
+    return ("fp32", "fp16", "bf16") if device == "cuda" else ("fp32", "bf16")
+
+
+class TensorflowBackend(Backend):
+    name = "tensorflow"
+
+    @classmethod
+    def capabilities(cls) -> Capabilities:
+        return Capabilities(
+            modes=MODES, schedulers=tuple(samplers.SCHEDULERS), devices=available_devices(),
+            precisions=precisions_on(available_devices(), supported_precisions),
+            size_multiple=SIZE_MULTIPLE, latent_walk=True, jit=True,
+            notes={"models": "SD 1.x and 2.x (SDXL runs on torch)",
+                   "precision": "bf16/fp16 are Keras mixed precision (float32 weights)",
+                   "jit": "XLA-compiles the networks for one image size"})
+
+    @classmethod
+    def graph_key(cls, request) -> dict:
+        # An XLA graph is compiled for one shape: a new size is a new graph.
+        return {"width": request.width, "height": request.height} if request.jit else {}
+
+    def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str, jit: bool = False):
+        if keras.backend.backend() != "tensorflow":
+            raise BackendError(f"the tensorflow backend needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()!r}")
+        self.device = "cuda" if device == "auto" and "cuda" in available_devices() else \
+            "cpu" if device == "auto" else device
+        if self.device not in available_devices():
+            raise BackendError(f"device {device!r} is not available to TensorFlow here; available: "
+                               + ", ".join(available_devices()))
+        self.precision = ("fp16" if self.device == "cuda" else "fp32") if precision == "auto" else precision
+        if self.precision not in supported_precisions(self.device):
+            raise BackendError(f"precision {precision!r} is not supported on {self.device} by TensorFlow; use one of "
+                               + ", ".join(supported_precisions(self.device)))
+        self.jit = jit
+        self.model_name = model.name
+        self._tf_device = "/GPU:0" if self.device == "cuda" else "/CPU:0"
+        meta, states = _read_converted(model, vae)
+        policy = POLICIES[self.precision]
+        try:
+            with tf.device(self._tf_device):
+                self.unet = keras_nets.UNet(meta["unet"], dtype=policy)
+                self.encoder = keras_nets.VaeEncoder(meta["vae"], dtype=policy)
+                self.decoder = keras_nets.VaeDecoder(meta["vae"], dtype=policy)
+                self.text_encoder = keras_nets.TextEncoder(meta["text_encoder"])
+                for net, state in ((self.unet, states["unet"]), (self.encoder, _part(states["vae"], "encoder", "quant_conv")),
+                                   (self.decoder, _part(states["vae"], "decoder", "post_quant_conv")),
+                                   (self.text_encoder, states["text_encoder"])):
+                    net.build_for()
+                    keras_nets.load_state_dict(net, state)
+        except keras_nets.ConfigError as e:
+            raise BackendError(f"model {model.name!r} cannot run on backend 'tensorflow': {e}") from None
+        except ValueError as e:
+            raise BackendError(f"model {model.name!r} could not be loaded into TensorFlow: {e}") from None
+        self.unet_config = self.unet.config_
+        self.vae_config = self.decoder.config_
+        self.scheduler_config = meta["scheduler"]
+        self.scale = 2 ** (len(self.vae_config["block_out_channels"]) - 1)
+        self.tokenizer = SimpleTokenizer(bpe_path=str(BPE))
+        self.pad_id = meta["pad_id"]
+        self.images = VaeImageProcessor(vae_scale_factor=self.scale)
+        self.masks = VaeImageProcessor(vae_scale_factor=self.scale, do_normalize=False, do_binarize=True,
+                                       do_convert_grayscale=True)
+        self.inpainting_only = self.unet_config["in_channels"] == 9
+        self._text_fns: dict[int, object] = {}
+        self.recompile({})
+
+    # ----- graphs -------------------------------------------------------------------------
+    def recompile(self, key: dict) -> None:
+        """(Re)make the graphs; with jit, for the key's image size (None: the model's native size).
+
+        Graphs are traced for each exact shape (never relaxed to unknown sizes, whose kernels may sum in
+        another order), so that a request gives the same pixels whatever sizes the backend made before."""
+        spec = None
+        if self.jit:
+            width, height = key.get("width") or self.native_size[0], key.get("height") or self.native_size[1]
+            h, w = height // self.scale, width // self.scale
+            spec = [tf.TensorSpec((None, h, w, self.unet_config["in_channels"]), tf.float32),
+                    tf.TensorSpec((None, self.unet_config["block_out_channels"][0]), tf.float32),
+                    tf.TensorSpec((None, None, self.unet_config["cross_attention_dim"]), tf.float32)]
+        graph = dict(jit_compile=self.jit, autograph=False)
+        self._unet_fn = tf.function(lambda x, t, c: self.unet(x, t, c), input_signature=spec, **graph)
+        self._decode_fn = tf.function(lambda z: self.decoder(z), **graph)
+        self._encode_fn = tf.function(lambda x: self.encoder(x), **graph)
+
+    def _text_fn(self, skip: int):
+        if skip not in self._text_fns:
+            self._text_fns[skip] = tf.function(lambda ids: self.text_encoder(ids, skip=skip), autograph=False)
+        return self._text_fns[skip]
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        size = self.unet_config["sample_size"] * self.scale
+        return size, size
+
+    @property
+    def clip_layers(self) -> int:
+        return self.text_encoder.config_["num_hidden_layers"]
+
+    # ----- pieces -------------------------------------------------------------------------
+    def token_ids(self, text: str) -> np.ndarray:
+        """CLIP token ids padded to the encoder's length, truncated as transformers' tokenizer does."""
+        length = self.text_encoder.length
+        ids = self.tokenizer.encode(text)
+        if len(ids) > length:
+            ids = ids[:length - 1] + [self.tokenizer.end_of_text]
+        return np.array([ids + [self.pad_id] * (length - len(ids))], np.int32)
+
+    def embed(self, text: str, clip_skip: int = 1) -> np.ndarray:
+        with tf.device(self._tf_device):
+            return self._text_fn(clip_skip)(tf.constant(self.token_ids(text))).numpy().astype(np.float32)
+
+    def _context(self, r, blend) -> np.ndarray:
+        """[negative, positive] embeddings (only the positive without guidance); a blend mixes prompts."""
+        if blend:
+            positive = sum(weight * self.embed(prompt, r.clip_skip) for prompt, weight in blend)
+        else:
+            positive = self.embed(r.prompt, r.clip_skip)
+        if r.guidance_scale <= 1:
+            return positive
+        return np.concatenate([self.embed(r.negative_prompt, r.clip_skip), positive])
+
+    def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray) -> torch.Tensor:
+        """The UNet on NCHW torch latents at time step t: NCHW torch noise, float32."""
+        t_proj = get_timestep_embedding(torch.as_tensor(t).reshape(1).float().expand(latents.shape[0]),
+                                        self.unet_config["block_out_channels"][0],
+                                        flip_sin_to_cos=self.unet_config["flip_sin_to_cos"],
+                                        downscale_freq_shift=self.unet_config["freq_shift"])
+        with tf.device(self._tf_device):
+            out = self._unet_fn(tf.constant(latents.permute(0, 2, 3, 1).numpy()), tf.constant(t_proj.numpy()),
+                                tf.constant(context))
+        return torch.from_numpy(np.ascontiguousarray(tf.cast(out, tf.float32).numpy().transpose(0, 3, 1, 2)))
+
+    def encode(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Scaled latents sampled from the VAE posterior of an NCHW image in [-1, 1] (as diffusers does)."""
+        with tf.device(self._tf_device):
+            mean, logvar = self._encode_fn(tf.constant(image.permute(0, 2, 3, 1).numpy()))
+        mean = torch.from_numpy(tf.cast(mean, tf.float32).numpy()).permute(0, 3, 1, 2)
+        std = torch.exp(0.5 * torch.from_numpy(tf.cast(logvar, tf.float32).numpy()).permute(0, 3, 1, 2))
+        sample = mean + std * torch.randn(mean.shape, generator=generator, dtype=torch.float32)
+        return sample * self.vae_config["scaling_factor"]
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        z = latents / self.vae_config["scaling_factor"]
+        if self.vae_config.get("shift_factor") is not None:
+            z = z + self.vae_config["shift_factor"]
+        with tf.device(self._tf_device):
+            image = self._decode_fn(tf.constant(z.permute(0, 2, 3, 1).numpy()))
+        return torch.from_numpy(tf.cast(image, tf.float32).numpy()).permute(0, 3, 1, 2)
+
+    def initial_noise(self, seed: int, width: int, height: int) -> np.ndarray:
+        shape = (1, self.unet_config["out_channels"], height // self.scale, width // self.scale)
+        return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed)).numpy()
+
+    # ----- generating ---------------------------------------------------------------------
+    def generate(self, job: Job) -> Image.Image:
+        r = job.request
+        if self.inpainting_only and r.mode != "inpaint":
+            raise BackendError(f"model {self.model_name!r} is an inpainting model: it can only do mode inpaint, "
+                               f"not {r.mode}")
+        try:
+            latents = self._denoise(job)
+            image = self.images.postprocess(self.decode(latents), output_type="pil")[0]
+        except tf.errors.ResourceExhaustedError:
+            gc.collect()
+            raise BackendError(f"out of memory on {self.device} making a {r.width}x{r.height} image; "
+                               "try a smaller size or a lower precision") from None
+        if r.mode == "inpaint":
+            image = Image.composite(image, job.init_image, blurred(job.mask, r.mask_blur))
+        return image
+
+    def _denoise(self, job: Job) -> torch.Tensor:
+        r = job.request
+        generator = torch.Generator("cpu").manual_seed(job.seed)
+        scheduler = samplers.make(r.scheduler, self.scheduler_config, job.seed)
+        scheduler.set_timesteps(r.steps, device="cpu")
+        timesteps = scheduler.timesteps
+        context = self._context(r, job.prompt_blend)
+        guided = r.guidance_scale > 1
+        shape = (1, self.vae_config["latent_channels"], r.height // self.scale, r.width // self.scale)
+        blend = extra = None
+        if r.mode == "txt2img":
+            latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+            if job.noise is not None:  # a latent walk's noise replaces the seed's draw
+                latents = torch.from_numpy(np.ascontiguousarray(job.noise, dtype=np.float32))
+            latents = latents * scheduler.init_noise_sigma
+        else:
+            start = r.steps - min(int(r.steps * r.strength), r.steps)
+            timesteps = timesteps[start * scheduler.order:]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(start * scheduler.order)
+            if len(timesteps) == 0:
+                raise BackendError(f"strength {r.strength:g} leaves no denoising step out of {r.steps}; "
+                                   "raise strength or steps")
+            first = timesteps[:1]
+            image = self.images.preprocess(job.init_image).float()
+            if r.mode == "img2img":
+                noise_free = self.encode(image, generator)
+                latents = scheduler.add_noise(noise_free, torch.randn(shape, generator=generator), first)
+            else:
+                latents, blend, extra = self._inpaint_start(job, image, scheduler, generator, shape, first)
+        step_kwargs = _step_kwargs(scheduler, generator)
+        for i, t in enumerate(timesteps):
+            model_input = scheduler.scale_model_input(torch.cat([latents] * 2) if guided else latents, t)
+            if extra is not None:  # a 9-channel inpainting UNet also sees the mask and the masked image
+                model_input = torch.cat([model_input] + [torch.cat([e] * len(model_input)) for e in extra], dim=1)
+            noise = self.predict_noise(model_input, t, context)
+            if guided:
+                uncond, cond = noise.chunk(2)
+                noise = uncond + r.guidance_scale * (cond - uncond)
+            latents = scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
+            if blend is not None:
+                latents = blend(latents, i, timesteps)
+            job.on_step(i + 1, len(timesteps))
+            if job.should_stop():
+                raise Interrupted()
+        return latents
+
+    def _inpaint_start(self, job, image, scheduler, generator, shape, first):
+        """Initial latents for inpaint, and either the blend that keeps the unmasked latents of the input
+        (4-channel UNets) or the extra UNet inputs (9-channel ones), drawing noise as diffusers does."""
+        r = job.request
+        full = r.strength == 1.0
+        image_latents = self.encode(image, generator) if not self.inpainting_only or not full else None
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        latents = noise * scheduler.init_noise_sigma if full else scheduler.add_noise(image_latents, noise, first)
+        condition = self.masks.preprocess(job.mask, height=r.height, width=r.width).float()
+        mask = torch.nn.functional.interpolate(condition, size=shape[2:])
+        masked_latents = self.encode(image * (condition < 0.5), generator)
+        if self.inpainting_only:
+            return latents, None, (mask, masked_latents)
+
+        def blend(latents, i, timesteps):
+            known = image_latents
+            if i < len(timesteps) - 1:
+                known = scheduler.add_noise(image_latents, noise, torch.tensor([timesteps[i + 1]]))
+            return (1 - mask) * known + mask * latents
+
+        return latents, blend, None
+
+    def close(self) -> None:
+        for name in ("unet", "encoder", "decoder", "text_encoder", "_unet_fn", "_decode_fn", "_encode_fn"):
+            self.__dict__.pop(name, None)
+        self._text_fns.clear()
+        keras.backend.clear_session()
+        gc.collect()
+
+
+def _step_kwargs(scheduler, generator) -> dict:
+    accepted = inspect.signature(scheduler.step).parameters
+    return {k: v for k, v in (("eta", 0.0), ("generator", generator)) if k in accepted}
+
+
+def _part(state: dict, *prefixes: str) -> dict:
+    return {k: v for k, v in state.items() if k.split(".", 1)[0] in prefixes}
+
+
+# ----- converted weights ------------------------------------------------------------------------
+PARTS = ("unet", "vae", "text_encoder")
+
+
+def _cache_dir(model: ModelInfo, vae: ModelInfo | None) -> Path:
+    def tag(m):
+        return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', m.name)[:60]}-{m.hash}"
+    return cache_root() / (tag(model) + (f"+vae-{tag(vae)}" if vae else "") + f"-c{CONVERSION}")
+
+
+def _read_converted(model: ModelInfo, vae: ModelInfo | None) -> tuple[dict, dict]:
+    """(configs, {part: state dict of numpy arrays}) of a model, from the cache or converted into it."""
+    folder = _cache_dir(model, vae)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        return meta, {part: load_file(folder / f"{part}.safetensors") for part in PARTS}
+    except Exception:  # absent, partial or damaged (safetensors raises its own error type): convert again
+        pass
+    meta, states = _convert(model, vae)
+    try:
+        _write_cache(folder, meta, states)
+    except OSError as e:
+        log.warning("could not cache the TensorFlow weights of %s in %s: %s", model.name, folder, e)
+    return meta, states
+
+
+def _convert(model: ModelInfo, vae: ModelInfo | None) -> tuple[dict, dict]:
+    from . import weights
+    try:
+        pipe = weights.load_pipeline(model, torch.float32)
+        if vae is not None:
+            pipe.vae = weights.load_vae(vae, torch.float32, pipe)
+    except ModelError as e:
+        raise BackendError(str(e)) from None
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise BackendError(f"model {model.name!r} could not be loaded from {model.path}: "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        raise BackendError(f"model {model.name!r} is an SDXL model, which backend 'tensorflow' cannot run; "
+                           "use backend 'torch'")
+    meta = {"unet": dict(pipe.unet.config), "vae": dict(pipe.vae.config),
+            "text_encoder": pipe.text_encoder.config.to_dict(), "scheduler": dict(pipe.scheduler.config),
+            "pad_id": int(pipe.tokenizer.pad_token_id)}
+    meta = json.loads(json.dumps(meta, default=str))
+    # transformers 4 names the text encoder's tensors text_model.*, transformers 5 does not
+    states = {part: {k.removeprefix("text_model."): v.detach().float().numpy()
+                     for k, v in getattr(pipe, part).state_dict().items()} for part in PARTS}
+    del pipe
+    gc.collect()
+    return meta, states
+
+
+def _write_cache(folder: Path, meta: dict, states: dict) -> None:
+    """Write the cache folder atomically; arrays that fp16 holds exactly are stored as fp16."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        for part, state in states.items():
+            packed = {}
+            for key, value in state.items():
+                half = value.astype(np.float16)
+                packed[key] = half if np.array_equal(half.astype(np.float32), value) else value
+            save_file(packed, tmp / f"{part}.safetensors")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
