@@ -56,6 +56,14 @@ def half_mask(size=128) -> Image.Image:
     return mask
 
 
+def stroke_mask(size=128) -> Image.Image:
+    """A thin painted stroke: its blurred edge falls below one half, so blurring changes what is inpainted."""
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, (size // 2 - 2, 8, size // 2 + 2, size - 8))
+    mask.paste(255, (8, size // 4, size - 8, size // 4 + 24))
+    return mask
+
+
 # ----- part by part -----------------------------------------------------------------------
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_token_ids_are_the_torch_tokenizers(engines, prompt):
@@ -119,13 +127,14 @@ def assert_same_picture(a, b):
     dict(mode="img2img", strength=0.6, init_image="in.png"),
     dict(mode="inpaint", strength=1.0, init_image="in.png", mask="mask.png"),
     dict(mode="inpaint", strength=0.7, init_image="in.png", mask="mask.png", mask_blur=0),
-], ids=["txt2img", "no-guidance-clip-skip-tall", "img2img", "inpaint", "inpaint-partial"])
+    dict(mode="inpaint", strength=1.0, init_image="in.png", mask="stroke.png", mask_blur=6),
+], ids=["txt2img", "no-guidance-clip-skip-tall", "img2img", "inpaint", "inpaint-partial", "inpaint-blurred-stroke"])
 def test_a_request_gives_the_torch_picture(engines, fields):
     init = scene() if "init_image" in fields else None
-    mask = half_mask() if "mask" in fields else None
+    mask = {"mask.png": half_mask, "stroke.png": stroke_mask}[fields["mask"]]() if "mask" in fields else None
     torch_image, tf_image = both(engines, image=init, painted=mask, **fields)
     assert_same_picture(torch_image, tf_image)
-    if mask is not None:  # and it is a real inpaint: the unmasked half, past the blurred edge, is the input's
+    if fields.get("mask") == "mask.png":  # and it is a real inpaint: the unmasked half, past the blurred edge, is the input's
         assert np.array_equal(tf_image[:, 64 + 12:], np.asarray(init, np.int16)[:, 64 + 12:])
         assert not np.array_equal(tf_image[:, :64], np.asarray(init, np.int16)[:, :64])
 

@@ -56,6 +56,12 @@ class Job:
     noise: Any = None
     prompt_blend: tuple[tuple[str, float], ...] | None = None
 
+    @property
+    def soft_mask(self) -> Image.Image | None:
+        """The inpaint mask with its edge blurred by request.mask_blur pixels: what the backend inpaints
+        through and what the result is composited on the input with."""
+        return blurred(self.mask, self.request.mask_blur) if self.mask is not None else None
+
 
 class Backend(ABC):
     name: str

@@ -53,7 +53,7 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from ..models import ModelError, ModelInfo  # noqa: E402
 from ..schema import MODES  # noqa: E402
 from . import keras_nets, samplers  # noqa: E402
-from .base import Backend, BackendError, Capabilities, Interrupted, Job, blurred, precisions_on  # noqa: E402
+from .base import Backend, BackendError, Capabilities, Interrupted, Job, precisions_on  # noqa: E402
 
 log = logging.getLogger("dreamworld")
 
@@ -95,9 +95,11 @@ class TensorflowBackend(Backend):
 
     def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str, jit: bool = False):
         if keras.backend.backend() != "tensorflow":
-            raise BackendError(f"the tensorflow backend needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()!r}")
-        self.device = "cuda" if device == "auto" and "cuda" in available_devices() else \
-            "cpu" if device == "auto" else device
+            raise BackendError("the tensorflow backend needs KERAS_BACKEND=tensorflow, "
+                               f"not {keras.backend.backend()!r}")
+        if device == "auto":
+            device = "cuda" if "cuda" in available_devices() else "cpu"
+        self.device = device
         if self.device not in available_devices():
             raise BackendError(f"device {device!r} is not available to TensorFlow here; available: "
                                + ", ".join(available_devices()))
@@ -116,9 +118,10 @@ class TensorflowBackend(Backend):
                 self.encoder = keras_nets.VaeEncoder(meta["vae"], dtype=policy)
                 self.decoder = keras_nets.VaeDecoder(meta["vae"], dtype=policy)
                 self.text_encoder = keras_nets.TextEncoder(meta["text_encoder"])
-                for net, state in ((self.unet, states["unet"]), (self.encoder, _part(states["vae"], "encoder", "quant_conv")),
-                                   (self.decoder, _part(states["vae"], "decoder", "post_quant_conv")),
-                                   (self.text_encoder, states["text_encoder"])):
+                parts = [(self.unet, states["unet"]), (self.encoder, _part(states["vae"], "encoder", "quant_conv")),
+                         (self.decoder, _part(states["vae"], "decoder", "post_quant_conv")),
+                         (self.text_encoder, states["text_encoder"])]
+                for net, state in parts:
                     net.build_for()
                     keras_nets.load_state_dict(net, state)
         except keras_nets.ConfigError as e:
@@ -239,7 +242,7 @@ class TensorflowBackend(Backend):
             raise BackendError(f"out of memory on {self.device} making a {r.width}x{r.height} image; "
                                "try a smaller size or a lower precision") from None
         if r.mode == "inpaint":
-            image = Image.composite(image, job.init_image, blurred(job.mask, r.mask_blur))
+            image = Image.composite(image, job.init_image, job.soft_mask)
         return image
 
     def _denoise(self, job: Job) -> torch.Tensor:
@@ -297,7 +300,7 @@ class TensorflowBackend(Backend):
         image_latents = self.encode(image, generator) if not self.inpainting_only or not full else None
         noise = torch.randn(shape, generator=generator, dtype=torch.float32)
         latents = noise * scheduler.init_noise_sigma if full else scheduler.add_noise(image_latents, noise, first)
-        condition = self.masks.preprocess(job.mask, height=r.height, width=r.width).float()
+        condition = self.masks.preprocess(job.soft_mask, height=r.height, width=r.width).float()
         mask = torch.nn.functional.interpolate(condition, size=shape[2:])
         masked_latents = self.encode(image * (condition < 0.5), generator)
         if self.inpainting_only:

@@ -14,7 +14,7 @@ from transformers.utils import logging as transformers_logging
 from ..models import ModelError, ModelInfo
 from ..schema import MODES
 from . import samplers, weights
-from .base import Backend, BackendError, Capabilities, Interrupted, Job, blurred, precisions_on
+from .base import Backend, BackendError, Capabilities, Interrupted, Job, precisions_on
 
 log = logging.getLogger("dreamworld")
 diffusers_logging.disable_progress_bar()
@@ -136,7 +136,7 @@ class TorchBackend(Backend):
         else:
             args.update(image=job.init_image, strength=r.strength)
         if r.mode == "inpaint":
-            mask = blurred(job.mask, r.mask_blur)
+            mask = job.soft_mask
             args.update(mask_image=mask, width=r.width, height=r.height)
         try:
             with torch.inference_mode():
