@@ -70,10 +70,6 @@ def check(data: dict) -> Settings:
     for name in ("models_dir", "creations_dir"):
         if not isinstance(getattr(settings, name), str) or not getattr(settings, name):
             raise SettingsError(f"{name} must be a folder path")
-    try:
-        schema.validate(settings.defaults)
-    except schema.RequestError as e:
-        raise SettingsError(f"defaults: {e}") from None
     if not isinstance(settings.limits, dict):
         raise SettingsError("limits must be an object such as {\"steps\": {\"max\": 80}}")
     for name, limit in settings.limits.items():
@@ -83,6 +79,12 @@ def check(data: dict) -> Settings:
         top = limit.get("max") if isinstance(limit, dict) else None
         if not isinstance(top, (int, float)) or not meta.metadata["min"] <= top <= meta.metadata["max"]:
             raise SettingsError(f"limits.{name}.max must be from {meta.metadata['min']} to {meta.metadata['max']}")
+    if not isinstance(settings.defaults, dict):
+        raise SettingsError("defaults must be an object such as {\"steps\": 20}")
+    try:
+        schema.validate(settings.defaults, limits=settings.limits)
+    except schema.RequestError as e:
+        raise SettingsError(f"defaults: {e}") from None
     return settings
 
 
@@ -93,7 +95,7 @@ def load(path: str | os.PathLike | None = None) -> Settings:
     else:
         try:
             settings = check(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, SettingsError, TypeError) as e:
+        except (OSError, ValueError, SettingsError, TypeError) as e:  # JSON and Unicode errors are ValueErrors
             backup = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(path, backup)
             settings = Settings()

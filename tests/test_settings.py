@@ -33,6 +33,10 @@ def test_save_then_load_round_trips_and_resolves_folders(tmp_path):
     (json.dumps({"defaults": {"steps": 0}}), "steps must be from 1 to 150"),
     (json.dumps({"colour": "blue"}), "unknown setting 'colour'"),
     (json.dumps({"limits": {"steps": {"max": 1000}}}), "limits.steps.max must be from 1 to 150"),
+    (json.dumps({"defaults": "x"}), "defaults must be an object"),
+    (json.dumps({"defaults": None}), "defaults must be an object"),
+    (json.dumps({"defaults": {"steps": 100}, "limits": {"steps": {"max": 50}}}),
+     "defaults: steps must be at most 50 (settings limit), got 100"),
 ])
 def test_bad_file_is_reported_and_kept_as_backup(tmp_path, content, words):
     path = tmp_path / "settings.json"
