@@ -52,7 +52,7 @@ class CreationError(Exception):
 # ----- the A1111 parameters text ----------------------------------------------------
 def _quote(value) -> str:
     text = str(value)
-    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ',:"\n') else text
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text  # A1111's rule
 
 
 def _number(value) -> str:
@@ -378,6 +378,20 @@ def read_creation(path) -> dict:
     return {"parameters": str(parameters) if parameters else None, "request": request}
 
 
+def stored_inputs(fields: dict, names, roots, source: str) -> dict:
+    """`fields` with its stored input files (relative to a creations folder) as full paths; a path that
+    leads outside every creations folder in `roots` is refused, as the file it came from is untrusted."""
+    roots = [Path(r) for r in roots if r is not None]
+    for name in names:
+        if fields.get(name):
+            candidates = [root / fields[name] for root in roots]
+            chosen = next((c for c in candidates if c.is_file()), candidates[0])
+            if not any(_is_inside(chosen, root) for root in roots):
+                raise CreationError(f"{source!r} names a {name} outside the creations folder")
+            fields[name] = str(chosen)
+    return fields
+
+
 def request_from_file(path, creations_dir=None) -> dict:
     """The Request fields to re-run the creation in `path` (count 1, stored inputs as absolute paths)."""
     path = Path(path)
@@ -389,15 +403,7 @@ def request_from_file(path, creations_dir=None) -> dict:
     if data["request"] is not None:
         fields = {k: v for k, v in data["request"].items() if k in FIELDS}
         fields["count"] = 1
-        roots = [Path(r) for r in (creations_dir, path.parent.parent) if r is not None]
-        for name in ("init_image", "mask"):
-            if fields.get(name):
-                candidates = [root / fields[name] for root in roots]
-                chosen = next((c for c in candidates if c.is_file()), candidates[0])
-                if not any(_is_inside(chosen, root) for root in roots):
-                    raise CreationError(f"{path.name!r} names a {name} outside the creations folder")
-                fields[name] = str(chosen)
-        return fields
+        return stored_inputs(fields, ("init_image", "mask"), [creations_dir, path.parent.parent], path.name)
     if data["parameters"]:
         return request_from_parameters(parse_parameters(data["parameters"]))
     raise CreationError(f"{path.name!r} holds no generation parameters")
