@@ -45,22 +45,29 @@ def add_request_flags(parser: argparse.ArgumentParser, exclude=(), fields=None) 
         if name in exclude:
             continue
         if schema.field_type(name, fields) is bool:
-            parser.add_argument(_flag(name), dest=name, default=None, action=argparse.BooleanOptionalAction,
-                                help=f.metadata["help"].replace("%", "%%"))
+            parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
+                                action=argparse.BooleanOptionalAction, help=f.metadata["help"].replace("%", "%%"))
             continue
         help_text = (f.metadata["help"] + f" ({schema.allowed(name, fields)})").replace("%", "%%")
-        parser.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=help_text)
+        parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS, metavar=name.upper(), help=help_text)
+
+
+def common_flags(default=None) -> Parser:
+    """The flags every command takes, before or after its name. The subcommands' copies default to
+    SUPPRESS, so that a flag given before the subcommand is not overwritten by the subcommand's default."""
+    common = Parser(add_help=False)
+    common.add_argument("--settings", default=default, help="settings file (default: settings.json)")
+    common.add_argument("--models-dir", default=default, help="folder of models (default: from settings)")
+    common.add_argument("--creations-dir", default=default, help="folder for creations (default: from settings)")
+    common.add_argument("--verbose", "-v", action="store_true", default=default or False,
+                        help="log progress to stderr")
+    return common
 
 
 def build_parser() -> Parser:
-    common = Parser(add_help=False)
-    common.add_argument("--settings", help="settings file (default: settings.json)")
-    common.add_argument("--models-dir", help="folder of models (default: from settings)")
-    common.add_argument("--creations-dir", help="folder for creations (default: from settings)")
-    common.add_argument("--verbose", "-v", action="store_true", help="log progress to stderr")
-
+    common = common_flags(argparse.SUPPRESS)
     parser = Parser(prog="app.py", description="DreamWorld, a local Stable Diffusion studio.",
-                    parents=[common])
+                    parents=[common_flags()])
     parser.add_argument("--listen", action="store_true", help="serve on 0.0.0.0 instead of 127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--auth", help="user:password required to open the GUI")
@@ -89,6 +96,11 @@ def build_parser() -> Parser:
     return parser
 
 
+def given(args, fields) -> dict:
+    """The request fields given on the command line (before or after the subcommand)."""
+    return {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
+
+
 def make_world(args):
     from dreamworld import DreamWorld
     return DreamWorld(args.settings, models_dir=args.models_dir, creations_dir=args.creations_dir)
@@ -103,7 +115,7 @@ def cmd_generate(args) -> int:
             fields = creations.request_from_file(args.from_file, world.creations_dir)
         except creations.CreationError as e:
             raise UserError(f"from: {e}") from None
-    fields.update({name: getattr(args, name) for name in schema.FIELDS if getattr(args, name) is not None})
+    fields.update(given(args, schema.FIELDS))
     result = world.create(**fields)
     for path in result.paths:
         print(path, flush=True)
@@ -116,7 +128,7 @@ def cmd_generate(args) -> int:
 def cmd_cinema(args) -> int:
     from dreamworld import cinema, creations
     world = make_world(args)
-    flags = {name: getattr(args, name) for name in schema.CINEMA_FIELDS if getattr(args, name) is not None}
+    flags = given(args, schema.CINEMA_FIELDS)
 
     def stop(signum, frame):  # first Ctrl-C: finish at the next step, keeping the saved frames
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -171,11 +183,7 @@ def cmd_gui(args) -> int:
 
 
 def main(argv=None) -> int:
-    from dreamworld.backends.base import BackendError
-    from dreamworld.creations import CreationError
-    from dreamworld.models import ModelError
-    from dreamworld.settings import SettingsError
-    from dreamworld.video import VideoError
+    from dreamworld.world import USER_ERRORS
 
     try:
         args = build_parser().parse_args(argv)
@@ -183,8 +191,7 @@ def main(argv=None) -> int:
                             format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         command = {"generate": cmd_generate, "cinema": cmd_cinema, "info": cmd_info, None: cmd_gui}[args.command]
         return command(args)
-    except (UserError, schema.RequestError, BackendError, CreationError, ModelError, SettingsError,
-            VideoError) as e:
+    except (UserError, *USER_ERRORS) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .world import DreamWorld, Progress
+from .world import USER_ERRORS, DreamWorld, Progress
 
 log = logging.getLogger("dreamworld")
 
@@ -83,7 +83,7 @@ class Service:
                 task.result = task.run(on_progress)
             except BaseException as e:  # handed to the caller, never kills the worker
                 task.error = e
-                if not isinstance(e, ValueError):
+                if not isinstance(e, USER_ERRORS):
                     log.exception("task %s failed", task.id)
             finally:
                 self.current = None

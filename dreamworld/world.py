@@ -18,6 +18,10 @@ from .schema import Request, RequestError
 
 log = logging.getLogger("dreamworld")
 
+# The failures a user is told about in one sentence (str(error)), never with a traceback: bad fields,
+# settings, models and files, and what a backend or the video writer cannot do.
+USER_ERRORS = (ValueError, creations.CreationError, BackendError, video.VideoError)
+
 
 @dataclass
 class Progress:
@@ -204,6 +208,9 @@ class DreamWorld:
             run_dir = None
             if resume is not None:
                 run_dir = cinema.settings_file(resume).parent
+                if not run_dir.resolve().is_relative_to(self.creations_dir.resolve()):
+                    raise creations.CreationError(f"{run_dir.name!r} is not a run in the creations folder "
+                                                  f"{self.creations_dir}")
                 request = schema.validate_cinema(cinema.load_settings(run_dir, self.creations_dir))
             if request.motion != "video":  # schedule errors at once, before loading a model
                 cinema.evaluate(request, request.frames or cinema.DEFAULT_FRAMES)
@@ -235,6 +242,10 @@ class DreamWorld:
         """Fill in model, size, seed, frames and fps; read the input video's frames (resized)."""
         unsized = request.width is None and request.height is None
         request = request.replace(model=base.model, seed=base.seed, width=base.width, height=base.height)
+        if request.motion == "dream" and request.scheduler in schema.STOCHASTIC_SAMPLERS:
+            smooth = schema.STOCHASTIC_SAMPLERS[request.scheduler]
+            log.info("dream: sampler %s adds noise at every step, so the walk uses %s", request.scheduler, smooth)
+            request = request.replace(scheduler=smooth)
         frames = None
         if request.motion == "video":
             try:

@@ -10,9 +10,8 @@ import gradio as gr
 from PIL import Image
 
 from dreamworld import creations, schema, settings as settings_module
-from dreamworld.backends.base import BackendError
 from dreamworld.service import Service
-from dreamworld.world import DreamWorld
+from dreamworld.world import USER_ERRORS, DreamWorld
 
 from . import controls
 
@@ -22,7 +21,6 @@ log = logging.getLogger("dreamworld")
 CREATE_FIELDS = [n for n in schema.FIELDS if schema.FIELDS[n].metadata["kind"] != "image"]
 TEXT_FIELDS = ("prompt", "negative_prompt")
 ADVANCED = ("clip_skip", "mask_blur", "vae", "backend", "device", "precision", "jit", "format")
-USER_ERRORS = (ValueError, creations.CreationError, BackendError)
 
 
 def _mask_from_editor(editor: dict | None) -> tuple[Image.Image | None, Image.Image | None]:

@@ -84,3 +84,42 @@ def test_info_on_a_file_without_metadata_exits_2(out, tmp_path):
     Image.new("RGB", (8, 8)).save(plain)
     run = app("info", str(plain), creations_dir=out)
     assert run.returncode == 2 and "no generation parameters" in run.stderr
+
+
+def test_img2img_and_inpaint_from_the_command_line(out, tmp_path):
+    from dreamworld import shapes
+    source = shapes.render_pil([shapes.scene_from("white", ("square", "red", "large", "center"))], 128)[0]
+    source.save(tmp_path / "in.png")
+    mask = Image.new("L", (128, 128), 0)
+    mask.paste(255, (0, 0, 64, 128))
+    mask.save(tmp_path / "mask.png")
+    common = ("--prompt", "a green circle on a black background", "--seed", "4", "--steps", "10",
+              "--init-image", str(tmp_path / "in.png"))
+
+    run = app("generate", *common, "--mode", "img2img", "--strength", "0.25", creations_dir=out)
+    assert run.returncode == 0, run.stderr
+    [path] = run.stdout.splitlines()
+    assert creations.read_creation(path)["request"]["mode"] == "img2img"
+    assert Image.open(path).size == (128, 128)
+    assert np.abs(pixels(path) - pixels(source)).mean() < 15  # low strength stays near the input
+
+    run = app("generate", *common, "--mode", "inpaint", "--mask", str(tmp_path / "mask.png"), creations_dir=out)
+    assert run.returncode == 0, run.stderr
+    [path] = run.stdout.splitlines()
+    assert creations.read_creation(path)["request"]["mode"] == "inpaint"
+    kept = slice(64 + 12, 128)  # the unmasked half, past the blurred edge
+    assert np.array_equal(pixels(path)[:, kept], pixels(source)[:, kept])
+    assert not np.array_equal(pixels(path)[:, :64], pixels(source)[:, :64])
+
+
+def test_common_flags_work_before_the_subcommand(out, tmp_path):
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"defaults": {"steps": 3, "guidance_scale": 2.5}}')
+    command = [sys.executable, str(PROJECT_DIR / "app.py"), "--settings", str(settings), "--creations-dir", str(out),
+               "--model", "dreamworld-tiny", "generate", "--prompt", "a red ring", "--width", "64", "--height", "64"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=PROJECT_DIR)
+    assert run.returncode == 0, run.stderr
+    [path] = run.stdout.splitlines()
+    assert Path(path).is_relative_to(out)
+    request = creations.read_creation(path)["request"]
+    assert (request["steps"], request["guidance_scale"], request["model"]) == (3, 2.5, "dreamworld-tiny")
