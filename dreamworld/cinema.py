@@ -144,12 +144,8 @@ def load_settings(path, creations_dir=None) -> dict:
         raise creations.CreationError(f"{path.name!r} in {path.parent.name!r} is not a readable cinema "
                                       "settings file") from None
     fields = {k: v for k, v in fields.items() if k in schema.CINEMA_FIELDS}
-    roots = [Path(r) for r in (creations_dir, path.parent.parent.parent) if r is not None]
-    for name in ("init_image", "video"):
-        if fields.get(name) and not Path(fields[name]).is_absolute():
-            candidates = [root / fields[name] for root in roots]
-            fields[name] = str(next((c for c in candidates if c.is_file()), candidates[0]))
-    return fields
+    return creations.stored_inputs(fields, ("init_image", "video"), [creations_dir, path.parent.parent.parent],
+                                   path.name)
 
 
 # ----- planning -------------------------------------------------------------------------------
@@ -201,6 +197,8 @@ def plan(request) -> Plan:
             index=f, seed=seeds[f], prompt=blends[f][0], strength=v["strength"], guidance=v["guidance_scale"],
             noise=v["noise"], contrast=v["contrast"], motion=motion, camera=camera,
             diffuse=f % cadence == 0 or f == frames - 1, blend=blends[f]))
+    if request.motion == "3d":
+        _check_view(plans, request)
     anchors = []
     if request.motion == "dream":
         if request.seed_behavior == "schedule":
@@ -214,6 +212,19 @@ def plan(request) -> Plan:
             (fa, sa), (fb, sb), u = _segment(anchors, p.index)
             p.seed = sa if u < 0.5 else sb
     return Plan(request, plans, anchors)
+
+
+def _check_view(plans: list[FramePlan], request) -> None:
+    """Refuse a 3D camera that turns away from the picture: within one frame, across a cadence span, or
+    (reusing the init image) in total since frame 0."""
+    moved = np.eye(3)
+    for p in plans[1:]:
+        moved = p.motion @ (moved if request.reuse_init or not plans[p.index - 1].diffuse else np.eye(3))
+        if not transforms.sees_picture(moved, request.width, request.height):
+            turned = [n for n in ("rotate_x", "rotate_y") if getattr(request, n) not in ("0", "")] or ["rotate_x"]
+            raise RequestError(turned[0], f"{' and '.join(turned)} turn the camera away from the picture by frame "
+                                          f"{p.index} (90 degrees or more, less half the fov, in all); use smaller "
+                                          "rotations" + (" or no reuse_init" if request.reuse_init else ""))
 
 
 def _segment(anchors: list[tuple[int, int]], f: int):
@@ -464,5 +475,7 @@ def preview(request, image: Image.Image | None = None, limit: int = 96) -> list[
     out, m = [source], np.eye(3)
     for p in moves.frames[1:]:
         m = p.motion @ m
+        if not transforms.sees_picture(m, width, height):  # the moves add up past the view: show them so far
+            break
         out.append(transforms.warp(source, m, request.border))
     return out

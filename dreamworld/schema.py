@@ -27,6 +27,9 @@ SCHEDULERS = (
     "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras",
     "DDIM", "LMS", "Heun", "UniPC", "PNDM",
 )
+# Samplers that add fresh noise at every step, and the deterministic sampler of the same family that a
+# dream walk uses instead: their per-step noise would jump with the seed mid-walk.
+STOCHASTIC_SAMPLERS = {"Euler a": "Euler", "DPM++ SDE Karras": "DPM++ 2M Karras"}
 MAX_SEED = 2**32 - 1
 MOTIONS = ("2d", "3d", "dream", "video")
 BORDERS = ("replicate", "wrap", "reflect")

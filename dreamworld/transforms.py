@@ -80,7 +80,15 @@ def matrix_3d(width: int, height: int, *, translate_x: float = 0.0, translate_y:
         raise ValueError("translate_z moves the camera through the picture; use a smaller value")
     plane = np.eye(3) - np.outer(c, [0.0, 0.0, 1.0])  # points on the plane z = 1, seen from the moved camera
     h = k @ r.T @ plane @ np.linalg.inv(k)
-    return h / h[2, 2]
+    return h / abs(h[2, 2])  # a positive scale keeps the sign of depth, which sees_picture reads
+
+
+def sees_picture(matrix: np.ndarray, width: int, height: int) -> bool:
+    """Whether every pixel of the moved frame still looks at the picture plane in front of the camera
+    (a camera turned by 90 degrees or more, less half the field of view, sees past its edge)."""
+    inverse = np.linalg.inv(matrix)
+    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [0, height - 1, 1], [width - 1, height - 1, 1]], float)
+    return bool((corners @ inverse[2] > 1e-6).all())
 
 
 def is_identity(matrix: np.ndarray, tolerance: float = 1e-9) -> bool:

@@ -288,6 +288,17 @@ def test_plan_evaluates_every_frame_and_places_cadence_and_dream_anchors():
     assert scheduled.anchors == [(0, 3), (2, 9), (4, 1)]
 
 
+def test_a_camera_turning_away_from_the_picture_is_refused_before_any_frame():
+    assert cinema.plan(resolved(motion="3d", rotate_y="5", frames=30))  # 5 degrees at a time, from each frame
+    with pytest.raises(schema.RequestError, match="rotate_y turn the camera away from the picture by frame 15") as e:
+        cinema.plan(resolved(motion="3d", rotate_y="5", frames=30, init_image="in.png", reuse_init=True))
+    assert e.value.field == "rotate_y"
+    with pytest.raises(schema.RequestError, match="by frame 1 "):
+        cinema.plan(resolved(motion="3d", rotate_x="0:(0), 1:(-80)"))
+    shown = cinema.preview(resolved(motion="3d", rotate_y="5", frames=30))
+    assert len(shown) == 15  # the preview stops where the moves add up past the view
+
+
 def test_slerp_keeps_the_ends_exact_and_the_norm():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((1, 4, 8, 8), dtype=np.float32), rng.standard_normal((1, 4, 8, 8), dtype=np.float32)
@@ -364,6 +375,16 @@ def test_a_short_run_saves_frames_with_metadata_an_mp4_and_a_gif(world, zoom_run
     assert run.frames[0] in listed and run.frames[1] not in listed  # a run shows once in the browser
 
 
+def test_run_settings_cannot_reach_outside_the_creations_folder(world, tmp_path):
+    outside = tmp_path / "run"
+    outside.mkdir()
+    (outside / cinema.RUN_SETTINGS).write_text(json.dumps({"cinema": {"prompt": "x", "init_image": "../../../etc/hostname"}}))
+    with pytest.raises(creations.CreationError, match="names a init_image outside the creations folder"):
+        cinema.load_settings(outside, world.creations_dir)
+    with pytest.raises(creations.CreationError, match="'run' is not a run in the creations folder"):
+        world.resume_cinema(outside)
+
+
 def test_resume_after_an_interrupt_continues_without_redoing_frames(world, zoom_run):
     def on_progress(progress):
         if progress.latest and progress.latest.endswith("frame_00001.png"):
@@ -390,8 +411,10 @@ def test_dream_ends_are_plain_generations_at_the_two_seeds(world):
     dream = world.animate(motion="dream", prompts={"0": "a red circle", "2": "a blue square"},
                           **{**FAST_CINEMA, "frames": 3, "seed": 5})
     assert dream.made == [0, 1, 2]
-    start = world.create(prompt="a red circle", seed=5, steps=2, width=64, height=64)
-    end = world.create(prompt="a blue square", seed=6, steps=2, width=64, height=64)
+    # Euler a's fresh noise at each step would jump with the seed mid-walk: the walk uses Euler
+    assert creations.read_creation(dream.frames[1])["request"]["scheduler"] == "Euler"
+    start = world.create(prompt="a red circle", seed=5, steps=2, width=64, height=64, scheduler="Euler")
+    end = world.create(prompt="a blue square", seed=6, steps=2, width=64, height=64, scheduler="Euler")
     assert np.array_equal(pixels(dream.frames[0]), pixels(start.paths[0]))
     assert np.array_equal(pixels(dream.frames[2]), pixels(end.paths[0]))
     middle = pixels(dream.frames[1])
@@ -399,6 +422,16 @@ def test_dream_ends_are_plain_generations_at_the_two_seeds(world):
     walk = creations.read_creation(dream.frames[1])["request"]["cinema"]
     assert walk["seeds"] == [5, 6] and walk["walk"] == 0.5 and walk["prompt_blend"][1] == ["a blue square", 0.5]
     assert video.read_info(dream.video)["frames"] == 3
+
+
+def test_a_dream_walk_changes_smoothly_from_frame_to_frame(world):
+    dream = world.animate(motion="dream", prompts={"0": "a red circle on a blue background",
+                                                   "6": "a red circle on a green background"},
+                          **{**FAST_CINEMA, "frames": 7, "seed": 5, "steps": 8})
+    frames = [pixels(f) for f in dream.frames]
+    whole = np.abs(frames[-1] - frames[0]).mean()
+    steps = [np.abs(b - a).mean() for a, b in zip(frames, frames[1:])]
+    assert max(steps) < 0.6 * whole, (steps, whole)  # no jump: each step is a fraction of the whole walk
 
 
 def test_the_noise_hook_reproduces_the_seed_s_own_generation(world):
