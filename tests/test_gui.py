@@ -307,10 +307,9 @@ def test_img2img_uses_the_uploaded_image(page, server, tmp_path):
     expect(page.locator("#init-image img")).to_be_visible()  # the stored init image came back too
 
 
-def test_inpaint_mask_is_painted_in_the_browser(page, server, tmp_path):
-    init = tmp_path / "scene.png"
-    pattern(128).save(init)
-    before = server.files()
+def paint_stroke(page, init: Path) -> str:
+    """Choose inpaint mode, load `init` into the mask editor and paint a horizontal stroke across the upper
+    left of the picture (x 24..64, y 34 in image pixels); return the editor's zoom text once fitted."""
     page.locator("#field-mode").get_by_label("inpaint").check()
     editor = page.locator("#inpaint-editor")
     expect(editor).to_be_visible()
@@ -322,9 +321,7 @@ def test_inpaint_mask_is_painted_in_the_browser(page, server, tmp_path):
     fitted = wait_until_stable(zoom_text.inner_text)
     zoom = float(re.search(r"(\d+)%", fitted).group(1)) / 100
     expect(editor.get_by_role("button", name="Brush", exact=True)).to_be_visible()
-
-    # A horizontal stroke across the upper left of the picture, which is centred in the canvas.
-    box = editor.locator("canvas").first.bounding_box()
+    box = editor.locator("canvas").first.bounding_box()  # the picture is centred in the canvas
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     stroke = [(cx + dx * zoom, cy - 30 * zoom) for dx in (-40, -20, 0)]  # image pixels from the centre
     page.mouse.move(*stroke[0])
@@ -332,6 +329,16 @@ def test_inpaint_mask_is_painted_in_the_browser(page, server, tmp_path):
     for point in stroke[1:]:
         page.mouse.move(*point)
     page.mouse.up()
+    return fitted
+
+
+def test_inpaint_mask_is_painted_in_the_browser(page, server, tmp_path):
+    init = tmp_path / "scene.png"
+    pattern(128).save(init)
+    before = server.files()
+    fitted = paint_stroke(page, init)
+    editor = page.locator("#inpaint-editor")
+    zoom_text = editor.locator(".zoom-number")
     fill(page, prompt="a hole in the sky", seed=21, steps=4)  # native size 128x128, as the picture
     generate(page)
 
@@ -398,7 +405,7 @@ def choose(page, name: str, value: str) -> None:
     page.get_by_role("option", name=value, exact=True).click()
 
 
-def test_switching_the_engine_reshapes_the_controls_and_generates_on_tensorflow(page, server):
+def test_switching_the_engine_reshapes_the_controls_and_generates_on_tensorflow(page, server, tmp_path):
     page.get_by_text("Advanced", exact=True).click()
     width = page.locator("#field-width input[type=number]")
     expect(page.locator("#field-backend")).to_be_visible()
@@ -423,6 +430,32 @@ def test_switching_the_engine_reshapes_the_controls_and_generates_on_tensorflow(
     [image] = new_images(server, before)
     request = read_creation(image)["request"]
     assert request["backend"] == "tensorflow" and request["jit"] is False
+
+    # img2img and inpaint on TensorFlow too, from the same page
+    init = tmp_path / "init.png"
+    pattern(128).save(init)
+    before = server.files()
+    page.locator("#field-mode").get_by_label("img2img").check()
+    page.locator("#init-image input[type=file]").set_input_files(init)
+    expect(page.locator("#init-image img")).to_be_visible()
+    fill(page, prompt="a green star on a white background", seed=9, width=128, height=128)
+    generate(page)
+    [image] = new_images(server, before)
+    request = read_creation(image)["request"]
+    assert (request["backend"], request["mode"]) == ("tensorflow", "img2img")
+    assert 0 < np.abs(pixels(image) - pixels(init)).mean() < 100
+
+    before = server.files()
+    paint_stroke(page, init)
+    generate(page)
+    [image] = new_images(server, before)
+    request = read_creation(image)["request"]
+    assert (request["backend"], request["mode"]) == ("tensorflow", "inpaint")
+    y, x = np.mgrid[0:128, 0:128]
+    distance = np.hypot(x - np.clip(x, 24, 64), y - 34)
+    far = distance > 40 + 4 * 4
+    assert np.array_equal(pixels(image)[far], pixels(init)[far]), "unpainted pixels changed"
+    assert not np.array_equal(pixels(image)[distance <= 2], pixels(init)[distance <= 2])
 
     choose(page, "backend", "torch")
     expect(page.locator("#field-jit")).to_be_hidden()
@@ -482,3 +515,23 @@ def test_cinema_interrupt_then_resume(page, server):
     expect(status).to_contain_text("Saved 40 frames", timeout=GENERATION_TIMEOUT * 6)
     assert {p: p.stat().st_mtime_ns for p in frames} == frames  # the saved frames were not made again
     assert len([p for p in server.files() - before if p.suffix == ".mp4"]) == 1
+
+
+def test_cinema_tab_makes_a_dream_walk(page, server):
+    open_cinema(page)
+    page.locator("#cinema-motion").get_by_label("dream").check()
+    expect(page.locator("#cinema-init-image")).to_be_hidden()  # a walk through noise: no input image
+    fill_cinema(page, prompt="a red circle on a blue background", prompts='{"2": "a yellow star on a black background"}',
+                frames=3, fps=6, steps=4, width=64, height=64, seed=12)
+    before = server.files()
+    page.click("#cinema-generate")
+    status, toast = page.locator("#cinema-status"), page.locator(".toast-body")
+    expect(status.filter(has_text="Saved 3 frames").or_(toast).first).to_be_visible(timeout=GENERATION_TIMEOUT * 2)
+    assert toast.count() == 0, toast.first.inner_text()
+    expect(page.locator("#cinema-player video")).to_be_visible()
+    made = server.files() - before
+    [middle] = [p for p in made if p.name == "frame_00001.png"]
+    walk = read_creation(middle)["request"]["cinema"]
+    assert walk["seeds"] == [12, 13] and walk["walk"] == 0.5
+    assert walk["prompt_blend"][1] == ["a yellow star on a black background", 0.5]
+    assert len([p for p in made if p.suffix == ".mp4"]) == 1
