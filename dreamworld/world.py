@@ -105,8 +105,8 @@ class DreamWorld:
         key = {name: getattr(request, name) for name in schema.KEY_FIELDS} | {"model": model_name}
         cls = backend_class(request.backend)
         check_capabilities(request, cls.capabilities())
-        graph = cls.graph_key(request)
         if self.backend is not None and key == self._key:
+            graph = _graph_key(cls, request, self.backend)
             if graph != self._graph:
                 changed = ",".join(k for k in graph if self._graph.get(k) != graph[k])
                 started = time.monotonic()
@@ -124,6 +124,7 @@ class DreamWorld:
         self.release()
         started = time.monotonic()
         self.backend = cls(model, vae, request.device, request.precision, jit=request.jit)
+        graph = _graph_key(cls, request, self.backend)
         if graph:
             self.backend.recompile(graph)
         self._key, self._graph = key, graph
@@ -248,22 +249,23 @@ class DreamWorld:
             request = request.replace(scheduler=smooth)
         frames = None
         if request.motion == "video":
+            frames = []  # resized as they are read: the source clip is never held whole
             try:
-                source = list(video.read_frames(request.video, request.every_nth, request.frames))
+                for fps, frame in video.read_frames(request.video, request.every_nth, request.frames):
+                    if not frames and unsized:  # the video's shape at the model's size
+                        side, multiple = max(backend.native_size), backend.capabilities().size_multiple
+                        scale = side / max(frame.shape[:2])
+                        width, height = (max(64, round(n * scale / multiple) * multiple) for n in frame.shape[1::-1])
+                        request = request.replace(width=width, height=height)
+                    size = (request.width, request.height)
+                    frames.append(frame if frame.shape[1::-1] == size else
+                                  np.asarray(Image.fromarray(frame).resize(size, Image.LANCZOS)))
+                    source_fps = fps
             except video.VideoError as e:
                 raise RequestError("video", f"video: {e}") from None
-            if not source:
+            if not frames:
                 raise RequestError("video", f"video: {Path(request.video).name!r} holds no frames")
-            fps, first = source[0]
-            if unsized:  # the video's shape at the model's size
-                side, multiple = max(backend.native_size), backend.capabilities().size_multiple
-                scale = side / max(first.shape[:2])
-                width, height = (max(64, round(n * scale / multiple) * multiple) for n in first.shape[1::-1])
-                request = request.replace(width=width, height=height)
-            size = (request.width, request.height)
-            frames = [f if f.shape[1::-1] == size else np.asarray(Image.fromarray(f).resize(size, Image.LANCZOS))
-                      for _, f in source]
-            request = request.replace(frames=len(frames), fps=request.fps or round(fps / request.every_nth, 3))
+            request = request.replace(frames=len(frames), fps=request.fps or round(source_fps / request.every_nth, 3))
         return request.replace(frames=request.frames or cinema.DEFAULT_FRAMES,
                                fps=request.fps or cinema.DEFAULT_FPS), frames
 
@@ -294,6 +296,13 @@ class DreamWorld:
             mask = mask.getchannel("A")  # a painted layer: the strokes are what to repaint
         mask = mask.convert("L").resize(size, Image.NEAREST)
         return init, mask
+
+
+def _graph_key(cls, request: Request, backend: Backend) -> dict:
+    """The backend's graph key for the request, with an unset width or height as the model's native size
+    (the size the request will be made at)."""
+    native = dict(zip(("width", "height"), backend.native_size))
+    return {k: native.get(k) if v is None else v for k, v in cls.graph_key(request).items()}
 
 
 def check_capabilities(request, caps) -> None:

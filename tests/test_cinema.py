@@ -378,7 +378,8 @@ def test_a_short_run_saves_frames_with_metadata_an_mp4_and_a_gif(world, zoom_run
 def test_run_settings_cannot_reach_outside_the_creations_folder(world, tmp_path):
     outside = tmp_path / "run"
     outside.mkdir()
-    (outside / cinema.RUN_SETTINGS).write_text(json.dumps({"cinema": {"prompt": "x", "init_image": "../../../etc/hostname"}}))
+    settings = {"cinema": {"prompt": "x", "init_image": "../../../etc/hostname"}}
+    (outside / cinema.RUN_SETTINGS).write_text(json.dumps(settings))
     with pytest.raises(creations.CreationError, match="names a init_image outside the creations folder"):
         cinema.load_settings(outside, world.creations_dir)
     with pytest.raises(creations.CreationError, match="'run' is not a run in the creations folder"):

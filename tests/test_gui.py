@@ -521,8 +521,9 @@ def test_cinema_tab_makes_a_dream_walk(page, server):
     open_cinema(page)
     page.locator("#cinema-motion").get_by_label("dream").check()
     expect(page.locator("#cinema-init-image")).to_be_hidden()  # a walk through noise: no input image
-    fill_cinema(page, prompt="a red circle on a blue background", prompts='{"2": "a yellow star on a black background"}',
-                frames=3, fps=6, steps=4, width=64, height=64, seed=12)
+    fill_cinema(page, prompt="a red circle on a blue background",
+                prompts='{"2": "a yellow star on a black background"}', frames=3, fps=6, steps=4, width=64,
+                height=64, seed=12)
     before = server.files()
     page.click("#cinema-generate")
     status, toast = page.locator("#cinema-status"), page.locator(".toast-body")

@@ -134,7 +134,7 @@ def test_a_request_gives_the_torch_picture(engines, fields):
     mask = {"mask.png": half_mask, "stroke.png": stroke_mask}[fields["mask"]]() if "mask" in fields else None
     torch_image, tf_image = both(engines, image=init, painted=mask, **fields)
     assert_same_picture(torch_image, tf_image)
-    if fields.get("mask") == "mask.png":  # and it is a real inpaint: the unmasked half, past the blurred edge, is the input's
+    if fields.get("mask") == "mask.png":  # a real inpaint: the unmasked half, past the blurred edge, is the input's
         assert np.array_equal(tf_image[:, 64 + 12:], np.asarray(init, np.int16)[:, 64 + 12:])
         assert not np.array_equal(tf_image[:, :64], np.asarray(init, np.int16)[:, :64])
 
@@ -271,6 +271,11 @@ def test_an_xla_graph_is_made_again_for_a_new_size_without_reloading(world, capl
     last = compiles(caplog)[-2:]
     assert "changed=jit" in last[0] and "changed=width" in last[1]
     assert np.abs(pixels(jitted.paths[0]) - pixels(plain.paths[0])).max() <= 2
+    # no size given is the model's native size: the graph made for it is reused, not made again
+    world.create(prompt="a purple ring", seed=5, backend="tensorflow", jit=True, steps=2, width=128, height=128)
+    count = len(compiles(caplog))
+    world.create(prompt="a purple ring", seed=5, backend="tensorflow", jit=True, steps=2)
+    assert len(compiles(caplog)) == count and world.backend is loaded
 
 
 @pytest.mark.slow
