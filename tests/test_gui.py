@@ -478,20 +478,26 @@ def open_cinema(page) -> None:
     expect(page.locator("#cinema-steps")).to_be_visible()
 
 
+def make_animation(page, server, frames: int) -> set[Path]:
+    """Press Make animation, wait for the run to be saved and shown in the player; the files it made."""
+    before = server.files()
+    page.click("#cinema-generate")
+    status, toast = page.locator("#cinema-status"), page.locator(".toast-body")
+    expect(status.filter(has_text=f"Saved {frames} frames").or_(toast).first).to_be_visible(
+        timeout=GENERATION_TIMEOUT * 2)
+    assert toast.count() == 0, toast.first.inner_text()
+    expect(page.locator("#cinema-player video")).to_be_visible()
+    return server.files() - before
+
+
 def test_cinema_tab_previews_the_motion_then_makes_a_video(page, server):
     open_cinema(page)
     fill_cinema(page, prompt="a zoom into a red circle", frames=3, fps=6, zoom="0:(1.1)", strength="0.5",
                 steps=2, width=64, height=64, seed=12)
     page.click("#cinema-preview")
     expect(page.locator("#cinema-preview-image img")).to_be_visible()
-    before = server.files()
-    page.click("#cinema-generate")
-    status, toast = page.locator("#cinema-status"), page.locator(".toast-body")
-    expect(status.filter(has_text="Saved 3 frames").or_(toast).first).to_be_visible(timeout=GENERATION_TIMEOUT * 2)
-    assert toast.count() == 0, toast.first.inner_text()
-    expect(page.locator("#cinema-player video")).to_be_visible()
+    made = make_animation(page, server, frames=3)
     expect(page.locator("#cinema-latest img")).to_be_visible()
-    made = server.files() - before
     [mp4] = [p for p in made if p.suffix == ".mp4"]
     assert sorted(p.name for p in made if p.name.startswith("frame_") and p.suffix == ".png") == \
         [f"frame_0000{i}.png" for i in range(3)]
@@ -524,13 +530,7 @@ def test_cinema_tab_makes_a_dream_walk(page, server):
     fill_cinema(page, prompt="a red circle on a blue background",
                 prompts='{"2": "a yellow star on a black background"}', frames=3, fps=6, steps=4, width=64,
                 height=64, seed=12)
-    before = server.files()
-    page.click("#cinema-generate")
-    status, toast = page.locator("#cinema-status"), page.locator(".toast-body")
-    expect(status.filter(has_text="Saved 3 frames").or_(toast).first).to_be_visible(timeout=GENERATION_TIMEOUT * 2)
-    assert toast.count() == 0, toast.first.inner_text()
-    expect(page.locator("#cinema-player video")).to_be_visible()
-    made = server.files() - before
+    made = make_animation(page, server, frames=3)
     [middle] = [p for p in made if p.name == "frame_00001.png"]
     walk = read_creation(middle)["request"]["cinema"]
     assert walk["seeds"] == [12, 13] and walk["walk"] == 0.5
