@@ -111,6 +111,10 @@ def compare(world: DreamWorld, fields: dict, label: str) -> None:
           f"guidance {fields['guidance_scale']:g}, {os.cpu_count()} CPUs")
     print(f"{'backend':10} {'precision':9} {'XLA':3} {'load s':>7} {'first s':>8} {'s/step':>7} {'image s':>8} "
           f"{'speed x':>7} {'peak MB':>8} {'max px diff':>11}")
+    started = time.perf_counter()  # the first TensorFlow load converts the weights; the rows read the cache
+    world.compile(world.request(**dict(fields, backend="tensorflow", device="cpu")))
+    world.release()
+    print(f"(TensorFlow's first load, converting and caching the weights: {time.perf_counter() - started:.1f} s)")
     baseline = None
     for backend, precision, jit in CONFIGS:
         r = measure(world, backend, precision, jit, fields)
