@@ -239,6 +239,9 @@ def _check_consistency(r: Request) -> None:
         raise RequestError("init_image", f"init_image is required in {r.mode} mode")
     if r.mode == "inpaint" and r.mask is None:
         raise RequestError("mask", "mask is required in inpaint mode (white = repaint)")
+    if r.mode in ("img2img", "inpaint") and int(r.steps * r.strength) < 1:  # as the pipelines count steps
+        raise RequestError("strength", f"strength {r.strength:g} with {r.steps} steps leaves no denoising step; "
+                                       f"strength must be at least {1 / r.steps:.3g} for {r.steps} steps")
 
 
 # ----- cinema -----------------------------------------------------------------------------

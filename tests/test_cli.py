@@ -69,6 +69,8 @@ def test_from_an_a1111_image_reads_its_parameters(out, tmp_path):
     (["--scheduler", "Euler z"], "scheduler must be one of"),
     (["--model", "nope"], "model 'nope' was not found"),
     (["--stepz", "3"], "unrecognized arguments: --stepz"),
+    (["--mode", "img2img", "--init-image", "in.png", "--strength", "0.05", "--steps", "10"],
+     "strength 0.05 with 10 steps leaves no denoising step; strength must be at least 0.1 for 10 steps"),
 ])
 def test_bad_input_exits_2_with_one_line(out, args, words):
     before = files_in(out)
@@ -93,15 +95,15 @@ def test_img2img_and_inpaint_from_the_command_line(out, tmp_path):
     mask = Image.new("L", (128, 128), 0)
     mask.paste(255, (0, 0, 64, 128))
     mask.save(tmp_path / "mask.png")
-    common = ("--prompt", "a green circle on a black background", "--seed", "4", "--steps", "10",
+    common = ("--prompt", "a green circle on a black background", "--seed", "4", "--steps", "20",
               "--init-image", str(tmp_path / "in.png"))
 
-    run = app("generate", *common, "--mode", "img2img", "--strength", "0.25", creations_dir=out)
+    run = app("generate", *common, "--mode", "img2img", "--strength", "0.05", "--scheduler", "Euler", creations_dir=out)
     assert run.returncode == 0, run.stderr
     [path] = run.stdout.splitlines()
     assert creations.read_creation(path)["request"]["mode"] == "img2img"
     assert Image.open(path).size == (128, 128)
-    assert np.abs(pixels(path) - pixels(source)).mean() < 15  # low strength stays near the input
+    assert np.abs(pixels(path) - pixels(source)).mean() < 30  # low strength stays near the input (less VAE blur)
 
     run = app("generate", *common, "--mode", "inpaint", "--mask", str(tmp_path / "mask.png"), creations_dir=out)
     assert run.returncode == 0, run.stderr
