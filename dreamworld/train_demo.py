@@ -3,13 +3,16 @@
     python -m dreamworld.train_demo --out runs/demo [--steps N] [--vae-steps M] [--device cpu|cuda] [--resume]
 
 Stage 1 trains the AutoencoderKL (8x downsampling, 4 latent channels) on rendered scenes:
-L1 + image-gradient L1 reconstruction, KL weight 1e-6 (SD's), then sets its scaling factor to
-1 / std of the latents. Stage 2 trains the UNet and the CLIP text encoder together on those
-latents: epsilon prediction on the SD 1.x scaled_linear 1000-step schedule, min-SNR-5 loss
-weighting, a little offset noise, 10% of captions dropped to "" for classifier-free guidance,
-EMA weights. Scenes are drawn and rendered on the fly (`dreamworld.shapes`); each latent is
-used about twice (a pool of fresh latents, refilled every few steps). Held-out
-(colour, shape, background) triples never appear.
+L1 + image-gradient L1 reconstruction, KL weight 1e-6 (SD's), a cosine cycle and then a warm
+restart during which object pixels weigh 10x; then its scaling factor is set to 1 / std of the
+latents. Stage 2 trains the UNet on those latents, conditioned by the CLIP text encoder kept
+frozen at its seeded weights (--train-text-encoder trains it too): epsilon prediction on the SD
+1.x scaled_linear 1000-step schedule, min-SNR-5 loss weighting, a little offset noise, 10% of
+captions dropped to "" for classifier-free guidance, EMA weights. Stage 3 fine-tunes the decoder
+alone on the frozen encoder (SD's ft-MSE recipe), which leaves the UNet's latents valid. Scenes
+are drawn and rendered on the fly (`dreamworld.shapes`); each latent is used about twice (a pool
+of fresh latents, refilled every few steps). Held-out (colour, shape, background) triples never
+appear.
 
 The out folder holds `ckpt.pt` (every --checkpoint-every steps and at the end; `--resume`
 continues from it), `loss.csv` (stage, step, mean loss over the last --log-every steps, lr,
@@ -36,9 +39,11 @@ import torch
 
 from . import shapes, tiny_model
 
-# The recipe of the shipped weights: about 1.7 hours on a 2-core CPU (docs/embedded-model.md).
-VAE_STEPS = 1200
-STEPS = 5500
+# The recipe of the shipped weights: about 1.5 hours on a 2-core CPU (docs/embedded-model.md).
+VAE_STEPS = 4700
+VAE_RESTART = 1200  # the autoencoder's lr restarts here (a second cosine cycle, peak VAE_RESTART_LR)
+VAE_RESTART_LR = 4e-4
+STEPS = 4000
 BATCH = 32
 VAE_BATCH = 8
 LR = 4e-4
@@ -53,6 +58,9 @@ REUSE = 2  # each rendered scene's latent is drawn about this many times
 POOL = 8  # pool of latents, in batches
 REFILL_EVERY = 8  # steps between pool refills
 KL_WEIGHT = 1e-6
+OBJECT_WEIGHT = 10.0  # object pixels weigh this much in the reconstruction L1 (from the restart on)
+DECODER_STEPS = 1500  # stage 3: the decoder alone, on the frozen encoder
+DECODER_LR = 3e-4
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,6 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="run folder: checkpoint, loss log, final model")
     p.add_argument("--steps", type=int, default=STEPS, help=f"UNet + text encoder steps (default {STEPS})")
     p.add_argument("--vae-steps", type=int, default=VAE_STEPS, help=f"autoencoder steps (default {VAE_STEPS})")
+    p.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
+                   help=f"decoder fine-tuning steps on the frozen encoder, after the UNet (default {DECODER_STEPS})")
+    p.add_argument("--train-text-encoder", action="store_true",
+                   help="train the text encoder with the UNet (default: keep its seeded weights frozen)")
     p.add_argument("--batch", type=int, default=BATCH)
     p.add_argument("--vae-batch", type=int, default=VAE_BATCH)
     p.add_argument("--lr", type=float, default=LR)
@@ -85,6 +97,14 @@ def lr_at(step: int, total: int, peak: float, warmup: int = WARMUP) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def vae_lr_at(step: int, total: int, peak: float) -> float:
+    """The autoencoder's lr: a cosine cycle over the first VAE_RESTART steps, then a warm restart
+    (a second cycle at VAE_RESTART_LR) over the rest -- its loss falls in steps, long after the first."""
+    if total <= VAE_RESTART or step < VAE_RESTART:
+        return lr_at(step, min(total, VAE_RESTART), peak, warmup=100)
+    return lr_at(step - VAE_RESTART, total - VAE_RESTART, VAE_RESTART_LR, warmup=100)
+
+
 class Run:
     def __init__(self, args):
         self.args = args
@@ -107,11 +127,18 @@ class Run:
             m.to(self.device)
         self.stage, self.step = "vae", 0
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-        self.params = list(self.unet.parameters()) + list(self.text_encoder.parameters())
+        self.decoder_params = list(self.vae.decoder.parameters()) + list(self.vae.post_quant_conv.parameters())
+        self.dec_opt = torch.optim.AdamW(self.decoder_params, lr=DECODER_LR, weight_decay=0.0)
+        # Trained jointly from scratch, the text encoder collapsed every caption to nearly the same
+        # features before the UNet learnt to read them; frozen (as SD freezes CLIP), its seeded random
+        # features still tell every token apart, and the UNet's cross-attention learns to read those.
+        self.text_encoder.requires_grad_(args.train_text_encoder)
+        self.params = list(self.unet.parameters()) + (
+            list(self.text_encoder.parameters()) if args.train_text_encoder else [])
         fused = {"fused": True} if self.device.type == "cuda" else {}
         self.opt = torch.optim.AdamW(self.params, lr=args.lr, weight_decay=0.0, **fused)
         self.ema = [p.detach().clone() for p in self.params]
-        self.timing = {"vae": [0.0, 0], "unet": [0.0, 0]}  # seconds, steps (after the first 5 of a session)
+        self.timing = {"vae": [0.0, 0], "unet": [0.0, 0], "decoder": [0.0, 0]}  # seconds, steps (after the first 5 of a session)
         self.log_rows: list[list] = []
         self.elapsed = 0.0  # training seconds before this session (resumed runs)
         from transformers import CLIPTokenizer
@@ -151,7 +178,7 @@ class Run:
         self.flush_log()
         state = {
             "stage": self.stage, "step": self.step, "args": vars(self.args),
-            "vae": self.vae.state_dict(), "vae_opt": self.vae_opt.state_dict(),
+            "vae": self.vae.state_dict(), "vae_opt": self.vae_opt.state_dict(), "dec_opt": self.dec_opt.state_dict(),
             "scaling_factor": self.vae.config.scaling_factor,
             "unet": self.unet.state_dict(), "text_encoder": self.text_encoder.state_dict(),
             "opt": self.opt.state_dict(), "ema": [e.cpu() for e in self.ema],
@@ -168,6 +195,8 @@ class Run:
         self.stage, self.step = state["stage"], state["step"]
         self.vae.load_state_dict(state["vae"])
         self.vae_opt.load_state_dict(state["vae_opt"])
+        if "dec_opt" in state:
+            self.dec_opt.load_state_dict(state["dec_opt"])
         self.vae.register_to_config(scaling_factor=state["scaling_factor"])
         self.unet.load_state_dict(state["unet"])
         self.text_encoder.load_state_dict(state["text_encoder"])
@@ -177,29 +206,39 @@ class Run:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.timing = state.get("timing", self.timing)
+        self.timing = {**self.timing, **state.get("timing", {})}
         self.elapsed = state.get("elapsed", 0.0)
         # the loss log keeps only what the checkpoint had seen
         path = self.out / "loss.csv"
         if path.exists():
-            order = {"vae": 0, "unet": 1}
+            order = {"vae": 0, "unet": 1, "decoder": 2}
             rows = list(csv.reader(path.open()))
             keep = [r for r in rows[1:] if (order[r[0]], int(r[1])) <= (order[self.stage], self.step)]
             with path.open("w", newline="") as f:
                 csv.writer(f).writerows([rows[0]] + keep)
 
     # ----- stage 1: the autoencoder -----------------------------------------------------------
+    def reconstruction_loss(self, rec: torch.Tensor, x: torch.Tensor, weigh_objects: bool) -> torch.Tensor:
+        """L1 plus image-gradient L1; with weigh_objects, object pixels (unlike the corner's
+        background) weigh OBJECT_WEIGHT, so that small objects are not drowned by the background."""
+        weight = 1.0
+        if weigh_objects:
+            obj = (x - x[..., :1, :1]).abs().sum(1, keepdim=True) > 0.02
+            weight = 1 + (OBJECT_WEIGHT - 1) * obj.float()
+        dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
+        dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
+        return ((rec - x).abs() * weight).mean() + (dx(rec) - dx(x)).abs().mean() + (dy(rec) - dy(x)).abs().mean()
+
     def vae_step(self) -> tuple[float, float]:
         a = self.args
-        lr = lr_at(self.step, a.vae_steps, a.vae_lr, warmup=100)
+        lr = vae_lr_at(self.step, a.vae_steps, a.vae_lr)
         for g in self.vae_opt.param_groups:
             g["lr"] = lr
         x, _ = self.images(a.vae_batch)
         posterior = self.vae.encode(x).latent_dist
         rec = self.vae.decode(posterior.sample()).sample
-        dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
-        dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
-        loss = ((rec - x).abs().mean() + (dx(rec) - dx(x)).abs().mean() + (dy(rec) - dy(x)).abs().mean()
+        # the background is learnt in the first cycle; from the restart on, the objects weigh more
+        loss = (self.reconstruction_loss(rec, x, weigh_objects=self.step >= VAE_RESTART)
                 + KL_WEIGHT * posterior.kl().sum() / x[0].numel() / len(x))
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -243,7 +282,8 @@ class Run:
         t = torch.randint(0, len(self.alphas_cumprod), (b,), device=self.device)
         ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         noisy = ab.sqrt() * latents + (1 - ab).sqrt() * noise
-        hidden = self.text_encoder(ids)[0]
+        with torch.set_grad_enabled(self.args.train_text_encoder):
+            hidden = self.text_encoder(ids)[0]
         pred = self.unet(noisy, t, hidden).sample
         snr = (ab / (1 - ab)).view(-1)
         weight = snr.clamp(max=SNR_GAMMA) / snr  # min-SNR-gamma weighting for epsilon prediction
@@ -255,6 +295,23 @@ class Run:
         with torch.no_grad():
             decay = min(EMA_DECAY, (1 + self.step) / (10 + self.step))
             torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1 - decay)
+        return loss.item(), lr
+
+    # ----- stage 3: the decoder, on the frozen encoder ------------------------------------------
+    def decoder_step(self) -> tuple[float, float]:
+        """Fine-tune the decoder alone (SD's ft-MSE recipe): the latents, and so the UNet trained on
+        them, stay valid, while colours and edges sharpen."""
+        a = self.args
+        lr = lr_at(self.step, a.decoder_steps, DECODER_LR, warmup=50)
+        for g in self.dec_opt.param_groups:
+            g["lr"] = lr
+        x, _ = self.images(a.vae_batch)
+        with torch.no_grad():
+            z = self.vae.encode(x).latent_dist.sample()
+        loss = self.reconstruction_loss(self.vae.decode(z).sample, x, weigh_objects=True)
+        self.dec_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.dec_opt.step()
         return loss.item(), lr
 
     # ----- the loop ---------------------------------------------------------------------------
@@ -277,14 +334,18 @@ class Run:
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, interrupt)
-        for stage, total, step_fn in (("vae", a.vae_steps, self.vae_step), ("unet", a.steps, self.unet_step)):
-            if stage == "vae" and self.stage != "vae":
+        stages = (("vae", a.vae_steps, self.vae_step), ("unet", a.steps, self.unet_step),
+                  ("decoder", a.decoder_steps, self.decoder_step))
+        order = [name for name, _, _ in stages]
+        for stage, total, step_fn in stages:
+            if order.index(stage) < order.index(self.stage):
                 continue
-            if stage == "unet":
-                if self.stage == "vae":  # stage 1 just ended
+            if stage != self.stage:  # the previous stage just ended
+                if self.stage == "vae":
                     self.set_scaling_factor()
-                    self.stage, self.step = "unet", 0
-                    self.save()
+                self.stage, self.step = stage, 0
+                self.save()
+            if stage == "unet":
                 self.vae.requires_grad_(False)
                 self.vae.eval()
                 self.pool_latents = torch.zeros(POOL * a.batch, 4, tiny_model.UNET["sample_size"],
@@ -293,6 +354,11 @@ class Run:
                                             device=self.device)
                 self.pool_at = 0
                 self.refill(len(self.pool_latents) - REFILL_EVERY * a.batch // REUSE)
+            if stage == "decoder":
+                self.vae.requires_grad_(False)
+                for p in self.decoder_params:
+                    p.requires_grad_(True)
+                self.vae.train()
             bar = tqdm(total=total, initial=self.step, desc=stage, dynamic_ncols=True, mininterval=2,
                        file=sys.stderr)
             window, session_steps = [], 0
@@ -325,7 +391,7 @@ class Run:
                 break
         self.save()
         model_dir = Path(a.model_dir) if a.model_dir else self.out / "model"
-        if self.stage == "unet":
+        if self.stage in ("unet", "decoder"):
             self.export(model_dir)
         self.write_report(model_dir, stopped)
         return model_dir

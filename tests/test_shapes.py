@@ -3,6 +3,8 @@ import csv
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from dreamworld import shapes, train_demo
 
@@ -52,12 +54,13 @@ def test_captions_vary_and_name_what_is_drawn():
 
 def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
     common = ["--out", str(tmp_path), "--batch", "4", "--vae-batch", "2", "--log-every", "1", "--fp32"]
-    train_demo.main(common + ["--vae-steps", "2", "--steps", "4", "--max-minutes", "0.0001"])
+    common += ["--vae-steps", "2", "--steps", "4"]
+    train_demo.main(common + ["--decoder-steps", "0", "--max-minutes", "0.0001"])
     rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
     assert [(r["stage"], r["step"]) for r in rows] == [("vae", "1")]  # stopped after one step
     assert not (tmp_path / "model").exists()  # no model before the UNet trained
 
-    train_demo.main(common + ["--vae-steps", "2", "--steps", "4", "--resume"])
+    train_demo.main(common + ["--decoder-steps", "0", "--resume"])
     rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
     assert [(r["stage"], int(r["step"])) for r in rows] == [("vae", 1), ("vae", 2)] + [("unet", i) for i in range(1, 5)]
     assert all(np.isfinite(float(r["loss"])) for r in rows)
@@ -65,7 +68,48 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
     assert (model / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (model / "tokenizer" / "vocab.json").is_file()
 
+    # stage 3 fine-tunes the decoder alone: the latents the UNet learnt stay the same
+    before = load_file(model / "vae" / "diffusion_pytorch_model.safetensors")
+    train_demo.main(common + ["--decoder-steps", "3", "--resume"])
+    rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
+    assert [(r["stage"], int(r["step"])) for r in rows[-3:]] == [("decoder", i) for i in range(1, 4)]
+    after = load_file(model / "vae" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("encoder.", "quant_conv.")))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+
 
 @pytest.mark.parametrize("step, expected", [(0, 4e-4 / 200), (199, 4e-4), (5499, 4e-5)])
 def test_learning_rate_warms_up_then_decays_to_a_tenth(step, expected):
     assert train_demo.lr_at(step, 5500, 4e-4) == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("step, expected", [(99, 1e-3), (1199, 1e-4), (1299, train_demo.VAE_RESTART_LR),
+                                            (4699, train_demo.VAE_RESTART_LR / 10)])
+def test_the_autoencoder_learning_rate_restarts_once(step, expected):
+    assert train_demo.vae_lr_at(step, 4700, 1e-3) == pytest.approx(expected, rel=1e-2)
+
+
+class _Autoencoder:
+    """An autoencoder stand-in: the identity, or one that forgets everything but the mean colour."""
+    device = torch.device("cpu")
+
+    def __init__(self, blur: bool):
+        self.blur = blur
+
+    def encode(self, x):
+        from types import SimpleNamespace
+        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: x))
+
+    def decode(self, z):
+        from types import SimpleNamespace
+        return SimpleNamespace(sample=z.mean(dim=(2, 3), keepdim=True).expand_as(z) if self.blur else z)
+
+
+def test_the_autoencoder_round_trip_scores_what_survives_it():
+    from dreamworld.evaluate_demo import autoencoder_round_trip
+    exact = autoencoder_round_trip(_Autoencoder(blur=False), n=20)
+    assert exact["mean_error"] < 0.5
+    assert all(met == asked for met, asked in exact["results"].values())
+    flat = autoencoder_round_trip(_Autoencoder(blur=True), n=20)
+    assert flat["mean_error"] > 5
+    assert flat["results"]["shape"][0] == 0 and flat["results"]["position"][0] == 0
