@@ -39,7 +39,8 @@ import torch
 
 from . import shapes, tiny_model
 
-# The recipe of the shipped weights: about 1.5 hours on a 2-core CPU (docs/embedded-model.md).
+# The second recipe, about 1.25 hours on a 2-core CPU; the shipped weights are still the first's
+# (commit 61fa1c1): see docs/embedded-model.md.
 VAE_STEPS = 4700
 VAE_RESTART = 1200  # the autoencoder's lr restarts here (a second cosine cycle, peak VAE_RESTART_LR)
 VAE_RESTART_LR = 4e-4
@@ -61,6 +62,7 @@ KL_WEIGHT = 1e-6
 OBJECT_WEIGHT = 10.0  # object pixels weigh this much in the reconstruction L1 (from the restart on)
 DECODER_STEPS = 1500  # stage 3: the decoder alone, on the frozen encoder
 DECODER_LR = 3e-4
+STAGES = ("vae", "unet", "decoder")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -211,9 +213,9 @@ class Run:
         # the loss log keeps only what the checkpoint had seen
         path = self.out / "loss.csv"
         if path.exists():
-            order = {"vae": 0, "unet": 1, "decoder": 2}
             rows = list(csv.reader(path.open()))
-            keep = [r for r in rows[1:] if (order[r[0]], int(r[1])) <= (order[self.stage], self.step)]
+            now = (STAGES.index(self.stage), self.step)
+            keep = [r for r in rows[1:] if (STAGES.index(r[0]), int(r[1])) <= now]
             with path.open("w", newline="") as f:
                 csv.writer(f).writerows([rows[0]] + keep)
 
@@ -334,11 +336,9 @@ class Run:
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, interrupt)
-        stages = (("vae", a.vae_steps, self.vae_step), ("unet", a.steps, self.unet_step),
-                  ("decoder", a.decoder_steps, self.decoder_step))
-        order = [name for name, _, _ in stages]
+        stages = zip(STAGES, (a.vae_steps, a.steps, a.decoder_steps), (self.vae_step, self.unet_step, self.decoder_step))
         for stage, total, step_fn in stages:
-            if order.index(stage) < order.index(self.stage):
+            if STAGES.index(stage) < STAGES.index(self.stage):
                 continue
             if stage != self.stage:  # the previous stage just ended
                 if self.stage == "vae":
