@@ -39,7 +39,7 @@ import torch
 
 from . import shapes, tiny_model
 
-# The second recipe, about 1.25 hours on a 2-core CPU; the shipped weights are still the first's
+# The second recipe, about 1.4 hours on a 2-core CPU; the shipped weights are still the first's
 # (commit 61fa1c1): see docs/embedded-model.md.
 VAE_STEPS = 4700
 VAE_RESTART = 1200  # the autoencoder's lr restarts here (a second cosine cycle, peak VAE_RESTART_LR)
