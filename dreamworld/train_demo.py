@@ -194,6 +194,10 @@ class Run:
 
     def load(self) -> None:
         state = torch.load(self.out / "ckpt.pt", map_location=self.device, weights_only=False)
+        trained = state["args"].get("train_text_encoder", True)  # the first recipe trained it
+        if trained != self.args.train_text_encoder:
+            raise SystemExit(f"{self.out / 'ckpt.pt'} was trained with{'' if trained else 'out'} "
+                             "--train-text-encoder; resume it the same way")
         self.stage, self.step = state["stage"], state["step"]
         self.vae.load_state_dict(state["vae"])
         self.vae_opt.load_state_dict(state["vae_opt"])

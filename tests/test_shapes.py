@@ -68,6 +68,9 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
     assert (model / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (model / "tokenizer" / "vocab.json").is_file()
 
+    with pytest.raises(SystemExit, match="--train-text-encoder"):  # its weights would not match the checkpoint's
+        train_demo.main(common + ["--decoder-steps", "0", "--resume", "--train-text-encoder"])
+
     # stage 3 fine-tunes the decoder alone: the latents the UNet learnt stay the same
     before = load_file(model / "vae" / "diffusion_pytorch_model.safetensors")
     train_demo.main(common + ["--decoder-steps", "3", "--resume"])
