@@ -193,6 +193,8 @@ def main(argv=None) -> None:
     p.add_argument("--autoencoder", action="store_true",
                    help="only measure the autoencoder's round trip of rendered scenes (no generation)")
     a = p.parse_args(argv)
+    if not (Path(a.model) / "model_index.json").is_file():
+        p.error(f"--model: {a.model} is not a diffusers model folder (no model_index.json)")
     pipe = load(a.model, a.device, a.scheduler)
     if a.autoencoder:
         report = autoencoder_round_trip(pipe.vae, a.n, a.seed, a.batch)

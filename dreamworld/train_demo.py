@@ -88,7 +88,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="stop (checkpoint, then write the model) after this much training time; 0: no limit")
     p.add_argument("--model-dir", default=None, help="where to write the diffusers folder (default OUT/model)")
     p.add_argument("--fp32", action="store_true", help="save the model in fp32 (default fp16)")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    for name in ("steps", "vae_steps", "decoder_steps", "batch", "vae_batch"):
+        if getattr(a, name) < (1 if "batch" in name else 0):
+            p.error(f"--{name.replace('_', '-')} must be at least {1 if 'batch' in name else 0}")
+    return a
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int = WARMUP) -> float:

@@ -116,3 +116,14 @@ def test_the_autoencoder_round_trip_scores_what_survives_it():
     flat = autoencoder_round_trip(_Autoencoder(blur=True), n=20)
     assert flat["mean_error"] > 5
     assert flat["results"]["shape"][0] == 0 and flat["results"]["position"][0] == 0
+
+
+def test_the_scripts_refuse_bad_arguments_by_name(tmp_path, capsys):
+    from dreamworld import evaluate_demo
+    with pytest.raises(SystemExit):
+        train_demo.main(["--out", str(tmp_path), "--vae-steps", "-3"])
+    assert "--vae-steps must be at least 0" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+    with pytest.raises(SystemExit):
+        evaluate_demo.main(["--autoencoder", "--model", str(tmp_path / "nowhere")])
+    assert "--model:" in capsys.readouterr().err
