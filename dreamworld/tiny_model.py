@@ -32,7 +32,8 @@ UNET = dict(
 )
 VAE = dict(
     in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-    block_out_channels=(16, 32, 64, 64), norm_num_groups=8,
+    # 32 channels at full resolution (4 per GroupNorm group): with 16, flat object colours were lost
+    block_out_channels=(32, 64, 64, 64), norm_num_groups=8,
     down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
     sample_size=128, scaling_factor=0.18215,
 )

@@ -3,16 +3,17 @@
     python -m dreamworld.train_demo --out runs/demo [--steps N] [--vae-steps M] [--device cpu|cuda] [--resume]
 
 Stage 1 trains the AutoencoderKL (8x downsampling, 4 latent channels) on rendered scenes:
-L1 + image-gradient L1 reconstruction, KL weight 1e-6 (SD's), a cosine cycle and then a warm
-restart during which object pixels weigh 10x; then its scaling factor is set to 1 / std of the
-latents. Stage 2 trains the UNet on those latents, conditioned by the CLIP text encoder kept
-frozen at its seeded weights (--train-text-encoder trains it too): epsilon prediction on the SD
-1.x scaled_linear 1000-step schedule, min-SNR-5 loss weighting, a little offset noise, 10% of
-captions dropped to "" for classifier-free guidance, EMA weights. Stage 3 fine-tunes the decoder
-alone on the frozen encoder (SD's ft-MSE recipe), which leaves the UNet's latents valid. Scenes
-are drawn and rendered on the fly (`dreamworld.shapes`); each latent is used about twice (a pool
-of fresh latents, refilled every few steps). Held-out (colour, shape, background) triples never
-appear.
+L1 + image-gradient L1 reconstruction in which object pixels weigh 10x, KL weight 1e-6 (SD's);
+then its scaling factor is set to 1 / std of the latents. Stage 2 teaches the CLIP text encoder to
+read captions (in the place of CLIP's pretraining): from the features of the tokens after the
+caption's last word, linear heads name the background, the number of objects and each object's
+colour, shape, size and position. Stage 3 trains the UNet on the latents, conditioned by that text
+encoder kept frozen (--train-text-encoder trains it too): epsilon prediction on the SD 1.x
+scaled_linear 1000-step schedule, min-SNR-5 loss weighting, a little offset noise, 10% of captions
+dropped to "" for classifier-free guidance, EMA weights. Stage 4 fine-tunes the decoder alone on
+the frozen encoder (SD's ft-MSE recipe), which leaves the UNet's latents valid. Scenes are drawn
+and rendered on the fly (`dreamworld.shapes`); each latent is used about twice (a pool of fresh
+latents, refilled every few steps). Held-out (colour, shape, background) triples never appear.
 
 The out folder holds `ckpt.pt` (every --checkpoint-every steps and at the end; `--resume`
 continues from it), `loss.csv` (stage, step, mean loss over the last --log-every steps, lr,
@@ -39,16 +40,13 @@ import torch
 
 from . import shapes, tiny_model
 
-# The second recipe, about 1.4 hours on a 2-core CPU; the shipped weights are still the first's
-# (commit 61fa1c1): see docs/embedded-model.md.
-VAE_STEPS = 4700
-VAE_RESTART = 1200  # the autoencoder's lr restarts here (a second cosine cycle, peak VAE_RESTART_LR)
-VAE_RESTART_LR = 4e-4
-STEPS = 4000
+# The recipe of the shipped weights, about 1.6 hours on a 2-core CPU: see docs/embedded-model.md.
+VAE_STEPS = 2500
+STEPS = 5000
 BATCH = 32
 VAE_BATCH = 8
 LR = 4e-4
-VAE_LR = 1e-3
+VAE_LR = 4e-4
 WARMUP = 200
 IMAGE_SIZE = tiny_model.UNET["sample_size"] * 8
 UNCOND_P = 0.1  # classifier-free guidance: share of captions replaced by ""
@@ -59,17 +57,37 @@ REUSE = 2  # each rendered scene's latent is drawn about this many times
 POOL = 8  # pool of latents, in batches
 REFILL_EVERY = 8  # steps between pool refills
 KL_WEIGHT = 1e-6
-OBJECT_WEIGHT = 10.0  # object pixels weigh this much in the reconstruction L1 (from the restart on)
-DECODER_STEPS = 1500  # stage 3: the decoder alone, on the frozen encoder
+OBJECT_WEIGHT = 10.0  # object pixels weigh this much in the reconstruction L1
+DECODER_STEPS = 500  # stage 4: the decoder alone, on the frozen encoder
 DECODER_LR = 3e-4
-STAGES = ("vae", "unet", "decoder")
+TEXT_STEPS = 600  # the text encoder learns to read captions: each token after the last word names the scene
+TEXT_BATCH = 64
+TEXT_LR = 1e-3
+STAGES = ("vae", "text", "unet", "decoder")
+# What the text stage asks of a caption: the background, the number of objects, then each of two
+# objects' colour, shape, size and position (a caption that does not name one leaves it out).
+SLOTS = (len(shapes.COLOURS), 2) + (len(shapes.COLOURS), len(shapes.SHAPES), len(shapes.SIZES), len(shapes.POSITIONS)) * 2
+
+
+def caption_targets(scene: shapes.Scene) -> list[int]:
+    """The class index of each SLOTS entry the scene's caption names, -100 (ignored) for the rest."""
+    targets = [shapes.COLOURS.index(scene.background) if scene.bg_named else -100, len(scene.objects) - 1]
+    for k in range(2):
+        o = scene.objects[k] if k < len(scene.objects) else None
+        for attr, values in (("colour", shapes.COLOURS), ("shape", shapes.SHAPES), ("size", tuple(shapes.SIZES)),
+                             ("position", tuple(shapes.POSITIONS))):
+            named = o is not None and (attr == "shape" or attr in o.named)
+            targets.append(values.index(getattr(o, attr)) if named else -100)
+    return targets
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m dreamworld.train_demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="run folder: checkpoint, loss log, final model")
-    p.add_argument("--steps", type=int, default=STEPS, help=f"UNet + text encoder steps (default {STEPS})")
+    p.add_argument("--steps", type=int, default=STEPS, help=f"UNet steps (default {STEPS})")
     p.add_argument("--vae-steps", type=int, default=VAE_STEPS, help=f"autoencoder steps (default {VAE_STEPS})")
+    p.add_argument("--text-steps", type=int, default=TEXT_STEPS,
+                   help=f"text encoder steps, before the UNet (default {TEXT_STEPS})")
     p.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
                    help=f"decoder fine-tuning steps on the frozen encoder, after the UNet (default {DECODER_STEPS})")
     p.add_argument("--train-text-encoder", action="store_true",
@@ -89,7 +107,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model-dir", default=None, help="where to write the diffusers folder (default OUT/model)")
     p.add_argument("--fp32", action="store_true", help="save the model in fp32 (default fp16)")
     a = p.parse_args(argv)
-    for name in ("steps", "vae_steps", "decoder_steps", "batch", "vae_batch"):
+    for name in ("steps", "vae_steps", "text_steps", "decoder_steps", "batch", "vae_batch"):
         if getattr(a, name) < (1 if "batch" in name else 0):
             p.error(f"--{name.replace('_', '-')} must be at least {1 if 'batch' in name else 0}")
     return a
@@ -101,14 +119,6 @@ def lr_at(step: int, total: int, peak: float, warmup: int = WARMUP) -> float:
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def vae_lr_at(step: int, total: int, peak: float) -> float:
-    """The autoencoder's lr: a cosine cycle over the first VAE_RESTART steps, then a warm restart
-    (a second cycle at VAE_RESTART_LR) over the rest -- its loss falls in steps, long after the first."""
-    if total <= VAE_RESTART or step < VAE_RESTART:
-        return lr_at(step, min(total, VAE_RESTART), peak, warmup=100)
-    return lr_at(step - VAE_RESTART, total - VAE_RESTART, VAE_RESTART_LR, warmup=100)
 
 
 class Run:
@@ -136,15 +146,18 @@ class Run:
         self.decoder_params = list(self.vae.decoder.parameters()) + list(self.vae.post_quant_conv.parameters())
         self.dec_opt = torch.optim.AdamW(self.decoder_params, lr=DECODER_LR, weight_decay=0.0)
         # Trained jointly from scratch, the text encoder collapsed every caption to nearly the same
-        # features before the UNet learnt to read them; frozen (as SD freezes CLIP), its seeded random
-        # features still tell every token apart, and the UNet's cross-attention learns to read those.
-        self.text_encoder.requires_grad_(args.train_text_encoder)
+        # features before the UNet learnt to read them; frozen at seeded weights, its causal attention
+        # never tied "blue" to the "background" after it. So it first learns to read captions alone
+        # (stage "text", in the place of CLIP's pretraining) and then stays frozen, as SD keeps CLIP.
+        self.text_heads = torch.nn.Linear(tiny_model.TEXT["hidden_size"], sum(SLOTS)).to(self.device)
+        self.text_opt = torch.optim.AdamW(list(self.text_encoder.parameters()) + list(self.text_heads.parameters()),
+                                          lr=TEXT_LR, weight_decay=0.01)
         self.params = list(self.unet.parameters()) + (
             list(self.text_encoder.parameters()) if args.train_text_encoder else [])
         fused = {"fused": True} if self.device.type == "cuda" else {}
         self.opt = torch.optim.AdamW(self.params, lr=args.lr, weight_decay=0.0, **fused)
         self.ema = [p.detach().clone() for p in self.params]
-        self.timing = {"vae": [0.0, 0], "unet": [0.0, 0], "decoder": [0.0, 0]}  # seconds, steps (after the first 5 of a session)
+        self.timing = {stage: [0.0, 0] for stage in STAGES}  # seconds, steps (after the first 5 of a session)
         self.log_rows: list[list] = []
         self.elapsed = 0.0  # training seconds before this session (resumed runs)
         from transformers import CLIPTokenizer
@@ -188,6 +201,7 @@ class Run:
             "scaling_factor": self.vae.config.scaling_factor,
             "unet": self.unet.state_dict(), "text_encoder": self.text_encoder.state_dict(),
             "opt": self.opt.state_dict(), "ema": [e.cpu() for e in self.ema],
+            "text_heads": self.text_heads.state_dict(), "text_opt": self.text_opt.state_dict(),
             "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "timing": self.timing, "elapsed": time.time() - self.t0,
@@ -210,6 +224,9 @@ class Run:
         self.vae.register_to_config(scaling_factor=state["scaling_factor"])
         self.unet.load_state_dict(state["unet"])
         self.text_encoder.load_state_dict(state["text_encoder"])
+        if "text_heads" in state:
+            self.text_heads.load_state_dict(state["text_heads"])
+            self.text_opt.load_state_dict(state["text_opt"])
         self.opt.load_state_dict(state["opt"])
         self.ema = [e.to(self.device) for e in state["ema"]]
         self.rng.bit_generator.state = state["numpy_rng"]
@@ -228,27 +245,25 @@ class Run:
                 csv.writer(f).writerows([rows[0]] + keep)
 
     # ----- stage 1: the autoencoder -----------------------------------------------------------
-    def reconstruction_loss(self, rec: torch.Tensor, x: torch.Tensor, weigh_objects: bool) -> torch.Tensor:
-        """L1 plus image-gradient L1; with weigh_objects, object pixels (unlike the corner's
-        background) weigh OBJECT_WEIGHT, so that small objects are not drowned by the background."""
-        weight = 1.0
-        if weigh_objects:
-            obj = (x - x[..., :1, :1]).abs().sum(1, keepdim=True) > 0.02
-            weight = 1 + (OBJECT_WEIGHT - 1) * obj.float()
+    @staticmethod
+    def reconstruction_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """L1 plus image-gradient L1, in which object pixels (unlike the corner's background) weigh
+        OBJECT_WEIGHT, so that small objects are not drowned by the background."""
+        obj = (x - x[..., :1, :1]).abs().sum(1, keepdim=True) > 0.02
+        weight = 1 + (OBJECT_WEIGHT - 1) * obj.float()
         dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
         dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
         return ((rec - x).abs() * weight).mean() + (dx(rec) - dx(x)).abs().mean() + (dy(rec) - dy(x)).abs().mean()
 
     def vae_step(self) -> tuple[float, float]:
         a = self.args
-        lr = vae_lr_at(self.step, a.vae_steps, a.vae_lr)
+        lr = lr_at(self.step, a.vae_steps, a.vae_lr, warmup=100)
         for g in self.vae_opt.param_groups:
             g["lr"] = lr
         x, _ = self.images(a.vae_batch)
         posterior = self.vae.encode(x).latent_dist
         rec = self.vae.decode(posterior.sample()).sample
-        # the background is learnt in the first cycle; from the restart on, the objects weigh more
-        loss = (self.reconstruction_loss(rec, x, weigh_objects=self.step >= VAE_RESTART)
+        loss = (self.reconstruction_loss(rec, x)
                 + KL_WEIGHT * posterior.kl().sum() / x[0].numel() / len(x))
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -261,7 +276,28 @@ class Run:
         std = torch.cat(zs).std().item()
         self.vae.register_to_config(scaling_factor=round(1.0 / std, 5))
 
-    # ----- stage 2: UNet and text encoder ------------------------------------------------------
+    # ----- stage 2: the text encoder reads captions -------------------------------------------
+    def text_step(self) -> tuple[float, float]:
+        """Classify every caption's named attributes from each of its token features from the end
+        token on (those see the whole caption, and the UNet attends to them)."""
+        lr = lr_at(self.step, self.args.text_steps, TEXT_LR, warmup=100)
+        for g in self.text_opt.param_groups:
+            g["lr"] = lr
+        scenes = [shapes.sample_scene(self.rng, "train") for _ in range(TEXT_BATCH)]
+        ids = self.tokenize([s.caption for s in scenes])
+        targets = torch.tensor([caption_targets(s) for s in scenes], device=self.device)
+        features = self.text_encoder(ids)[0]
+        after_end = torch.cumsum(ids == self.tokenizer.eos_token_id, dim=1) > 0
+        logits = self.text_heads(features[after_end]).split(SLOTS, dim=-1)
+        wanted = targets.repeat_interleave(after_end.sum(1), dim=0)
+        loss = sum(torch.nn.functional.cross_entropy(lg, wanted[:, k], ignore_index=-100)
+                   for k, lg in enumerate(logits) if (wanted[:, k] >= 0).any()) / len(SLOTS)
+        self.text_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.text_opt.step()
+        return loss.item(), lr
+
+    # ----- stage 3: the UNet ------------------------------------------------------------------
     @torch.no_grad()
     def refill(self, n: int) -> None:
         """Put n fresh scenes (latents and caption ids) into the pool, over its oldest ones."""
@@ -307,7 +343,7 @@ class Run:
             torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1 - decay)
         return loss.item(), lr
 
-    # ----- stage 3: the decoder, on the frozen encoder ------------------------------------------
+    # ----- stage 4: the decoder, on the frozen encoder ------------------------------------------
     def decoder_step(self) -> tuple[float, float]:
         """Fine-tune the decoder alone (SD's ft-MSE recipe): the latents, and so the UNet trained on
         them, stay valid, while colours and edges sharpen."""
@@ -318,7 +354,7 @@ class Run:
         x, _ = self.images(a.vae_batch)
         with torch.no_grad():
             z = self.vae.encode(x).latent_dist.sample()
-        loss = self.reconstruction_loss(self.vae.decode(z).sample, x, weigh_objects=True)
+        loss = self.reconstruction_loss(self.vae.decode(z).sample, x)
         self.dec_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.dec_opt.step()
@@ -344,7 +380,8 @@ class Run:
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, interrupt)
-        stages = zip(STAGES, (a.vae_steps, a.steps, a.decoder_steps), (self.vae_step, self.unet_step, self.decoder_step))
+        stages = zip(STAGES, (a.vae_steps, a.text_steps, a.steps, a.decoder_steps),
+                     (self.vae_step, self.text_step, self.unet_step, self.decoder_step))
         for stage, total, step_fn in stages:
             if STAGES.index(stage) < STAGES.index(self.stage):
                 continue
@@ -353,7 +390,10 @@ class Run:
                     self.set_scaling_factor()
                 self.stage, self.step = stage, 0
                 self.save()
+            if stage == "text":
+                self.text_encoder.requires_grad_(True)
             if stage == "unet":
+                self.text_encoder.requires_grad_(a.train_text_encoder)
                 self.vae.requires_grad_(False)
                 self.vae.eval()
                 self.pool_latents = torch.zeros(POOL * a.batch, 4, tiny_model.UNET["sample_size"],
@@ -406,6 +446,7 @@ class Run:
 
     def export(self, model_dir: Path) -> None:
         unet, vae, text_encoder = tiny_model.new_parts()
+        text_encoder.load_state_dict({k: v.cpu() for k, v in self.text_encoder.state_dict().items()})
         with torch.no_grad():
             for p, e in zip(list(unet.parameters()) + list(text_encoder.parameters()), self.ema):
                 p.copy_(e.cpu())

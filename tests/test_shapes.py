@@ -54,7 +54,7 @@ def test_captions_vary_and_name_what_is_drawn():
 
 def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
     common = ["--out", str(tmp_path), "--batch", "4", "--vae-batch", "2", "--log-every", "1", "--fp32"]
-    common += ["--vae-steps", "2", "--steps", "4"]
+    common += ["--vae-steps", "2", "--text-steps", "2", "--steps", "4"]
     train_demo.main(common + ["--decoder-steps", "0", "--max-minutes", "0.0001"])
     rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
     assert [(r["stage"], r["step"]) for r in rows] == [("vae", "1")]  # stopped after one step
@@ -62,11 +62,16 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
 
     train_demo.main(common + ["--decoder-steps", "0", "--resume"])
     rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
-    assert [(r["stage"], int(r["step"])) for r in rows] == [("vae", 1), ("vae", 2)] + [("unet", i) for i in range(1, 5)]
+    assert [(r["stage"], int(r["step"])) for r in rows] == (
+        [("vae", 1), ("vae", 2), ("text", 1), ("text", 2)] + [("unet", i) for i in range(1, 5)])
     assert all(np.isfinite(float(r["loss"])) for r in rows)
     model = tmp_path / "model"
     assert (model / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (model / "tokenizer" / "vocab.json").is_file()
+    from dreamworld import tiny_model
+    seeded = {k.removeprefix("text_model."): v for k, v in tiny_model.new_parts()[2].state_dict().items()}
+    shipped = {k.removeprefix("text_model."): v for k, v in load_file(model / "text_encoder" / "model.safetensors").items()}
+    assert not torch.equal(shipped["final_layer_norm.weight"], seeded["final_layer_norm.weight"])  # the text stage's
 
     with pytest.raises(SystemExit, match="--train-text-encoder"):  # its weights would not match the checkpoint's
         train_demo.main(common + ["--decoder-steps", "0", "--resume", "--train-text-encoder"])
@@ -86,10 +91,15 @@ def test_learning_rate_warms_up_then_decays_to_a_tenth(step, expected):
     assert train_demo.lr_at(step, 5500, 4e-4) == pytest.approx(expected, rel=1e-3)
 
 
-@pytest.mark.parametrize("step, expected", [(99, 1e-3), (1199, 1e-4), (1299, train_demo.VAE_RESTART_LR),
-                                            (4699, train_demo.VAE_RESTART_LR / 10)])
-def test_the_autoencoder_learning_rate_restarts_once(step, expected):
-    assert train_demo.vae_lr_at(step, 4700, 1e-3) == pytest.approx(expected, rel=1e-2)
+def test_the_text_stage_asks_for_what_the_caption_names():
+    scene = shapes.scene_from("blue", ("star", "yellow", "small", "left"))
+    c, s, z, p = shapes.COLOURS, shapes.SHAPES, tuple(shapes.SIZES), tuple(shapes.POSITIONS)
+    assert train_demo.caption_targets(scene) == [c.index("blue"), 0, c.index("yellow"), s.index("star"),
+                                                 z.index("small"), p.index("left")] + [-100] * 4
+    scene.bg_named = False
+    scene.objects[0].named = frozenset({"shape", "colour"})
+    assert train_demo.caption_targets(scene)[:6] == [-100, 0, c.index("yellow"), s.index("star"), -100, -100]
+    assert len(train_demo.caption_targets(scene)) == len(train_demo.SLOTS)
 
 
 class _Autoencoder:
