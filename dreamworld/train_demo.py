@@ -91,7 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
                    help=f"decoder fine-tuning steps on the frozen encoder, after the UNet (default {DECODER_STEPS})")
     p.add_argument("--train-text-encoder", action="store_true",
-                   help="train the text encoder with the UNet (default: keep its seeded weights frozen)")
+                   help="train the text encoder with the UNet (default: frozen after its text stage)")
     p.add_argument("--batch", type=int, default=BATCH)
     p.add_argument("--vae-batch", type=int, default=VAE_BATCH)
     p.add_argument("--lr", type=float, default=LR)
