@@ -40,7 +40,7 @@ import torch
 
 from . import shapes, tiny_model
 
-# The recipe of the shipped weights, about 1.6 hours on a 2-core CPU: see docs/embedded-model.md.
+# The recipe of the shipped weights, about 2 hours on a 2-core CPU: see docs/embedded-model.md.
 VAE_STEPS = 2500
 STEPS = 5000
 BATCH = 32
