@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dreamworld import shapes, train_demo
+from dreamworld import shapes, tiny_model, train_demo
 
 
 def test_the_measurements_read_rendered_scenes_back():
@@ -68,7 +68,6 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
     model = tmp_path / "model"
     assert (model / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (model / "tokenizer" / "vocab.json").is_file()
-    from dreamworld import tiny_model
     seeded = {k.removeprefix("text_model."): v for k, v in tiny_model.new_parts()[2].state_dict().items()}
     shipped = {k.removeprefix("text_model."): v for k, v in load_file(model / "text_encoder" / "model.safetensors").items()}
     assert not torch.equal(shipped["final_layer_norm.weight"], seeded["final_layer_norm.weight"])  # the text stage's
@@ -76,7 +75,7 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
     with pytest.raises(SystemExit, match="--train-text-encoder"):  # its weights would not match the checkpoint's
         train_demo.main(common + ["--decoder-steps", "0", "--resume", "--train-text-encoder"])
 
-    # stage 3 fine-tunes the decoder alone: the latents the UNet learnt stay the same
+    # stage 4 fine-tunes the decoder alone: the latents the UNet learnt stay the same
     before = load_file(model / "vae" / "diffusion_pytorch_model.safetensors")
     train_demo.main(common + ["--decoder-steps", "3", "--resume"])
     rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
