@@ -27,7 +27,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 # Train the embedded default model again (about 2 hours on 2 CPU cores; resumable) and
 # install it over the shipped one; see docs/embedded-model.md.
 model: install
-	$(PY) -m dreamworld.train_demo --out runs/embedded --resume --model-dir models/Stable-diffusion/dreamworld-tiny
+	$(PY) -m embedded_model.train --out runs/embedded --resume --model-dir models/Stable-diffusion/dreamworld-tiny
 
 clean:
 	rm -rf $(VENV) .pytest_cache

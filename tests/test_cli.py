@@ -89,7 +89,7 @@ def test_info_on_a_file_without_metadata_exits_2(out, tmp_path):
 
 
 def test_img2img_and_inpaint_from_the_command_line(out, tmp_path):
-    from dreamworld import shapes
+    from embedded_model import shapes
     source = shapes.render_pil([shapes.scene_from("white", ("square", "red", "large", "center"))], 128)[0]
     source.save(tmp_path / "in.png")
     mask = Image.new("L", (128, 128), 0)

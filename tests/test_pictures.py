@@ -1,6 +1,6 @@
 """What the embedded model draws: the picture follows the prompt, in every mode.
 
-The embedded model is trained on simple scenes (`dreamworld.shapes`), so a picture can be read
+The embedded model is trained on simple scenes (`embedded_model.shapes`), so a picture can be read
 back with the same pixel measurements as the evaluation script. Each check runs on a few seeds
 and asks for a clear majority, so that it states what a user sees without hanging on one seed.
 """
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dreamworld import shapes
-from dreamworld.evaluate_demo import red_share
+from embedded_model import shapes
+from embedded_model.evaluate import red_share
 
 from .conftest import pixels
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dreamworld import shapes, tiny_model, train_demo
+from embedded_model import architecture, evaluate, shapes, train
 
 
 def test_the_measurements_read_rendered_scenes_back():
@@ -55,12 +55,12 @@ def test_captions_vary_and_name_what_is_drawn():
 def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
     common = ["--out", str(tmp_path), "--batch", "4", "--vae-batch", "2", "--log-every", "1", "--fp32"]
     common += ["--vae-steps", "2", "--text-steps", "2", "--steps", "4"]
-    train_demo.main(common + ["--decoder-steps", "0", "--max-minutes", "0.0001"])
+    train.main(common + ["--decoder-steps", "0", "--max-minutes", "0.0001"])
     rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
     assert [(r["stage"], r["step"]) for r in rows] == [("vae", "1")]  # stopped after one step
     assert not (tmp_path / "model").exists()  # no model before the UNet trained
 
-    train_demo.main(common + ["--decoder-steps", "0", "--resume"])
+    train.main(common + ["--decoder-steps", "0", "--resume"])
     rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
     assert [(r["stage"], int(r["step"])) for r in rows] == (
         [("vae", 1), ("vae", 2), ("text", 1), ("text", 2)] + [("unet", i) for i in range(1, 5)])
@@ -68,16 +68,16 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
     model = tmp_path / "model"
     assert (model / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (model / "tokenizer" / "vocab.json").is_file()
-    seeded = {k.removeprefix("text_model."): v for k, v in tiny_model.new_parts()[2].state_dict().items()}
+    seeded = {k.removeprefix("text_model."): v for k, v in architecture.new_parts()[2].state_dict().items()}
     shipped = {k.removeprefix("text_model."): v for k, v in load_file(model / "text_encoder" / "model.safetensors").items()}
     assert not torch.equal(shipped["final_layer_norm.weight"], seeded["final_layer_norm.weight"])  # the text stage's
 
     with pytest.raises(SystemExit, match="--train-text-encoder"):  # its weights would not match the checkpoint's
-        train_demo.main(common + ["--decoder-steps", "0", "--resume", "--train-text-encoder"])
+        train.main(common + ["--decoder-steps", "0", "--resume", "--train-text-encoder"])
 
     # stage 4 fine-tunes the decoder alone: the latents the UNet learnt stay the same
     before = load_file(model / "vae" / "diffusion_pytorch_model.safetensors")
-    train_demo.main(common + ["--decoder-steps", "3", "--resume"])
+    train.main(common + ["--decoder-steps", "3", "--resume"])
     rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
     assert [(r["stage"], int(r["step"])) for r in rows[-3:]] == [("decoder", i) for i in range(1, 4)]
     after = load_file(model / "vae" / "diffusion_pytorch_model.safetensors")
@@ -87,18 +87,18 @@ def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
 
 @pytest.mark.parametrize("step, expected", [(0, 4e-4 / 200), (199, 4e-4), (5499, 4e-5)])
 def test_learning_rate_warms_up_then_decays_to_a_tenth(step, expected):
-    assert train_demo.lr_at(step, 5500, 4e-4) == pytest.approx(expected, rel=1e-3)
+    assert train.lr_at(step, 5500, 4e-4) == pytest.approx(expected, rel=1e-3)
 
 
 def test_the_text_stage_asks_for_what_the_caption_names():
     scene = shapes.scene_from("blue", ("star", "yellow", "small", "left"))
     c, s, z, p = shapes.COLOURS, shapes.SHAPES, tuple(shapes.SIZES), tuple(shapes.POSITIONS)
-    assert train_demo.caption_targets(scene) == [c.index("blue"), 0, c.index("yellow"), s.index("star"),
+    assert train.caption_targets(scene) == [c.index("blue"), 0, c.index("yellow"), s.index("star"),
                                                  z.index("small"), p.index("left")] + [-100] * 4
     scene.bg_named = False
     scene.objects[0].named = frozenset({"shape", "colour"})
-    assert train_demo.caption_targets(scene)[:6] == [-100, 0, c.index("yellow"), s.index("star"), -100, -100]
-    assert len(train_demo.caption_targets(scene)) == len(train_demo.SLOTS)
+    assert train.caption_targets(scene)[:6] == [-100, 0, c.index("yellow"), s.index("star"), -100, -100]
+    assert len(train.caption_targets(scene)) == len(train.SLOTS)
 
 
 class _Autoencoder:
@@ -118,7 +118,7 @@ class _Autoencoder:
 
 
 def test_the_autoencoder_round_trip_scores_what_survives_it():
-    from dreamworld.evaluate_demo import autoencoder_round_trip
+    from embedded_model.evaluate import autoencoder_round_trip
     exact = autoencoder_round_trip(_Autoencoder(blur=False), n=20)
     assert exact["mean_error"] < 0.5
     assert all(met == asked for met, asked in exact["results"].values())
@@ -128,11 +128,11 @@ def test_the_autoencoder_round_trip_scores_what_survives_it():
 
 
 def test_the_scripts_refuse_bad_arguments_by_name(tmp_path, capsys):
-    from dreamworld import evaluate_demo
+    from embedded_model import evaluate
     with pytest.raises(SystemExit):
-        train_demo.main(["--out", str(tmp_path), "--vae-steps", "-3"])
+        train.main(["--out", str(tmp_path), "--vae-steps", "-3"])
     assert "--vae-steps must be at least 0" in capsys.readouterr().err
     assert not (tmp_path / "model").exists()
     with pytest.raises(SystemExit):
-        evaluate_demo.main(["--autoencoder", "--model", str(tmp_path / "nowhere")])
+        evaluate.main(["--autoencoder", "--model", str(tmp_path / "nowhere")])
     assert "--model:" in capsys.readouterr().err

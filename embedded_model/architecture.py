@@ -1,13 +1,13 @@
 """The architecture of DreamWorld's embedded model, and how a pipeline folder of it is saved.
 
-    python -m dreamworld.tiny_model OUT_DIR   # the same architecture with random weights (seed 0)
+    python -m embedded_model.architecture OUT_DIR   # the same architecture with random weights (seed 0)
 
 Same layout and interfaces as Stable Diffusion 1.x (CLIP text encoder with the real CLIP
 tokenizer, 4-channel latents, 8x VAE, epsilon-prediction UNet, PNDM scheduler with the SD 1.x
 schedule), but small enough to run on a CPU in well under a second at its native 128x128.
 
 The shipped weights in `models/Stable-diffusion/dreamworld-tiny` are trained by
-`python -m dreamworld.train_demo` (see docs/embedded-model.md); both that script and `build()`
+`python -m embedded_model.train` (see docs/embedded-model.md); both that script and `build()`
 here write their folder with `save_pipeline()`. Building random weights twice gives
 byte-identical files.
 """
@@ -68,7 +68,7 @@ def save_pipeline(out_dir, unet, vae, text_encoder, dtype: torch.dtype | None = 
     from safetensors.torch import load_file, save_file
     from transformers import CLIPTokenizer
 
-    from .tokenizer import write_clip_tokenizer
+    from dreamworld.tokenizer import write_clip_tokenizer
 
     out = Path(out_dir)
     tokenizer_dir = write_clip_tokenizer(out / "tokenizer")
@@ -102,8 +102,8 @@ def build(out_dir) -> Path:
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1 or argv[0].startswith("-"):
-        sys.exit("usage: python -m dreamworld.tiny_model OUT_DIR   (random weights; the shipped model is "
-                 "trained by python -m dreamworld.train_demo)")
+        sys.exit("usage: python -m embedded_model.architecture OUT_DIR   (random weights; the shipped model is "
+                 "trained by python -m embedded_model.train)")
     if Path(argv[0]).resolve() == DEFAULT_OUT.resolve():
         sys.exit(f"refusing to overwrite the trained embedded model at {DEFAULT_OUT} with random weights")
     out = build(argv[0])

@@ -1,10 +1,10 @@
 """Measure how well the embedded model draws what its prompts say.
 
-    python -m dreamworld.evaluate_demo [--model DIR] [--n 200] [--steps 20] [--guidance 7]
+    python -m embedded_model.evaluate [--model DIR] [--n 200] [--steps 20] [--guidance 7]
 
 Generates images for prompts of seen and of held-out (colour, shape, background) combinations
-(`dreamworld.shapes.HELDOUT`; never in training) through the diffusers pipeline with the app's
-samplers, and reads them back with simple pixel measurements (`dreamworld.shapes.measure`):
+(`embedded_model.shapes.HELDOUT`; never in training) through the diffusers pipeline with the app's
+samplers, and reads them back with simple pixel measurements (`embedded_model.shapes.measure`):
 the background is the modal palette colour of the border, the object the pixels unlike it
 (its modal colour, the nearest anchor to its centre, the best-fitting shape template, its size).
 Prints a table of the share of prompts whose picture shows what they name, then two checks:
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import shapes, tiny_model
+from . import architecture, shapes
 
 MEASURES = ("background", "colour", "position", "shape", "size")
 
@@ -31,7 +31,7 @@ def load(model_dir, device: str = "cpu", scheduler: str = "Euler a"):
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
 
-    from .backends import samplers
+    from dreamworld.backends import samplers
     diffusers_logging.disable_progress_bar()
     pipe = StableDiffusionPipeline.from_pretrained(model_dir, dtype=torch.float32, local_files_only=True,
                                                    safety_checker=None, requires_safety_checker=False)
@@ -41,7 +41,7 @@ def load(model_dir, device: str = "cpu", scheduler: str = "Euler a"):
 
 
 def generate(pipe, prompts, seeds, *, steps=20, guidance=7.0, negative=None, size=None, batch=25):
-    size = size or tiny_model.UNET["sample_size"] * 8
+    size = size or architecture.UNET["sample_size"] * 8
     images = []
     for i in range(0, len(prompts), batch):
         p, s = prompts[i:i + batch], seeds[i:i + batch]
@@ -69,7 +69,7 @@ def autoencoder_round_trip(vae, n=100, seed=0, batch=25) -> dict:
     (the ceiling of what the UNet's pictures can score) and its mean error in levels of 255."""
     rng = np.random.default_rng(seed + 54321)
     scenes = [shapes.sample_scene(rng, "heldout", objects=1, full=True) for _ in range(n)]
-    truth = shapes.render(scenes, tiny_model.VAE["sample_size"])
+    truth = shapes.render(scenes, architecture.VAE["sample_size"])
     with torch.inference_mode():
         decoded = torch.cat([vae.decode(vae.encode(truth[i:i + batch].to(vae.device) * 2 - 1).latent_dist.mode())
                              .sample.cpu() for i in range(0, n, batch)])
@@ -177,8 +177,8 @@ def table(report: dict) -> str:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m dreamworld.evaluate_demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=str(tiny_model.DEFAULT_OUT))
+    p = argparse.ArgumentParser(prog="python -m embedded_model.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=str(architecture.DEFAULT_OUT))
     p.add_argument("--n", type=int, default=200, help="prompts per set (two-object sets get half)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=7.0)
@@ -211,7 +211,7 @@ def main(argv=None) -> None:
     print(f"model {a.model}, sampler {a.scheduler}, {a.steps} steps, guidance {a.guidance:g}\n")
     print(table(report))
     if "seconds_per_image" in report:
-        print(f"\nOne {tiny_model.UNET['sample_size'] * 8}px image, {a.steps} steps, on {a.device}: "
+        print(f"\nOne {architecture.UNET['sample_size'] * 8}px image, {a.steps} steps, on {a.device}: "
               f"{report['seconds_per_image']:.2f} s")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -1,7 +1,7 @@
 """The procedural dataset of the embedded model: simple scenes, their captions, and measurements.
 
-One place for the palette and the geometry, used by training (`dreamworld.train_demo`), by
-evaluation (`dreamworld.evaluate_demo`) and by the tests:
+One place for the palette and the geometry, used by training (`embedded_model.train`), by
+evaluation (`embedded_model.evaluate`) and by the tests:
 
 - `sample_scene(rng, split)` draws a scene: one or two objects (shape, colour, size, position)
   on a background colour, with a caption in varied phrasing that names some or all of them.

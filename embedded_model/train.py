@@ -1,6 +1,6 @@
 """Train DreamWorld's embedded model from scratch on the procedural shapes dataset.
 
-    python -m dreamworld.train_demo --out runs/demo [--steps N] [--vae-steps M] [--device cpu|cuda] [--resume]
+    python -m embedded_model.train --out runs/demo [--steps N] [--vae-steps M] [--device cpu|cuda] [--resume]
 
 Stage 1 trains the AutoencoderKL (8x downsampling, 4 latent channels) on rendered scenes:
 L1 + image-gradient L1 reconstruction in which object pixels weigh 10x, KL weight 1e-6 (SD's);
@@ -12,7 +12,7 @@ encoder kept frozen (--train-text-encoder trains it too): epsilon prediction on 
 scaled_linear 1000-step schedule, min-SNR-5 loss weighting, a little offset noise, 10% of captions
 dropped to "" for classifier-free guidance, EMA weights. Stage 4 fine-tunes the decoder alone on
 the frozen encoder (SD's ft-MSE recipe), which leaves the UNet's latents valid. Scenes are drawn
-and rendered on the fly (`dreamworld.shapes`); each latent is used about twice (a pool of fresh
+and rendered on the fly (`embedded_model.shapes`); each latent is used about twice (a pool of fresh
 latents, refilled every few steps). Held-out (colour, shape, background) triples never appear.
 
 The out folder holds `ckpt.pt` (every --checkpoint-every steps and at the end; `--resume`
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import shapes, tiny_model
+from . import architecture, shapes
 
 # The recipe of the shipped weights, about 2 hours on a 2-core CPU: see docs/embedded-model.md.
 VAE_STEPS = 2500
@@ -48,7 +48,7 @@ VAE_BATCH = 8
 LR = 4e-4
 VAE_LR = 4e-4
 WARMUP = 200
-IMAGE_SIZE = tiny_model.UNET["sample_size"] * 8
+IMAGE_SIZE = architecture.UNET["sample_size"] * 8
 UNCOND_P = 0.1  # classifier-free guidance: share of captions replaced by ""
 OFFSET_NOISE = 0.05
 SNR_GAMMA = 5.0
@@ -82,7 +82,7 @@ def caption_targets(scene: shapes.Scene) -> list[int]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dreamworld.train_demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m embedded_model.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="run folder: checkpoint, loss log, final model")
     p.add_argument("--steps", type=int, default=STEPS, help=f"UNet steps (default {STEPS})")
     p.add_argument("--vae-steps", type=int, default=VAE_STEPS, help=f"autoencoder steps (default {VAE_STEPS})")
@@ -138,7 +138,7 @@ class Run:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(args.seed)
         self.rng = np.random.default_rng(args.seed)
-        self.unet, self.vae, self.text_encoder = tiny_model.new_parts()
+        self.unet, self.vae, self.text_encoder = architecture.new_parts()
         for m in (self.unet, self.vae, self.text_encoder):
             m.to(self.device)
         self.stage, self.step = "vae", 0
@@ -149,7 +149,7 @@ class Run:
         # features before the UNet learnt to read them; frozen at seeded weights, its causal attention
         # never tied "blue" to the "background" after it. So it first learns to read captions alone
         # (stage "text", in the place of CLIP's pretraining) and then stays frozen, as SD keeps CLIP.
-        self.text_heads = torch.nn.Linear(tiny_model.TEXT["hidden_size"], sum(SLOTS)).to(self.device)
+        self.text_heads = torch.nn.Linear(architecture.TEXT["hidden_size"], sum(SLOTS)).to(self.device)
         self.text_opt = torch.optim.AdamW(list(self.text_encoder.parameters()) + list(self.text_heads.parameters()),
                                           lr=TEXT_LR, weight_decay=0.01)
         self.params = list(self.unet.parameters()) + (
@@ -161,12 +161,12 @@ class Run:
         self.log_rows: list[list] = []
         self.elapsed = 0.0  # training seconds before this session (resumed runs)
         from transformers import CLIPTokenizer
-        from .tokenizer import write_clip_tokenizer
+        from dreamworld.tokenizer import write_clip_tokenizer
         with tempfile.TemporaryDirectory() as tmp:
             self.tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp))
         self.empty_ids = self.tokenize([""])[0]
         from diffusers import DDPMScheduler
-        sched = DDPMScheduler(**tiny_model.SCHEDULE)
+        sched = DDPMScheduler(**architecture.SCHEDULE)
         self.alphas_cumprod = sched.alphas_cumprod.to(self.device)
 
     # ----- helpers ----------------------------------------------------------------------------
@@ -396,8 +396,8 @@ class Run:
                 self.text_encoder.requires_grad_(a.train_text_encoder)
                 self.vae.requires_grad_(False)
                 self.vae.eval()
-                self.pool_latents = torch.zeros(POOL * a.batch, 4, tiny_model.UNET["sample_size"],
-                                                tiny_model.UNET["sample_size"], device=self.device)
+                self.pool_latents = torch.zeros(POOL * a.batch, 4, architecture.UNET["sample_size"],
+                                                architecture.UNET["sample_size"], device=self.device)
                 self.pool_ids = torch.zeros(POOL * a.batch, self.tokenizer.model_max_length, dtype=torch.long,
                                             device=self.device)
                 self.pool_at = 0
@@ -445,14 +445,14 @@ class Run:
         return model_dir
 
     def export(self, model_dir: Path) -> None:
-        unet, vae, text_encoder = tiny_model.new_parts()
+        unet, vae, text_encoder = architecture.new_parts()
         text_encoder.load_state_dict({k: v.cpu() for k, v in self.text_encoder.state_dict().items()})
         with torch.no_grad():
             for p, e in zip(list(unet.parameters()) + list(text_encoder.parameters()), self.ema):
                 p.copy_(e.cpu())
         vae.load_state_dict({k: v.cpu() for k, v in self.vae.state_dict().items()})
         vae.register_to_config(scaling_factor=self.vae.config.scaling_factor)
-        tiny_model.save_pipeline(model_dir, unet, vae, text_encoder,
+        architecture.save_pipeline(model_dir, unet, vae, text_encoder,
                                  dtype=None if self.args.fp32 else torch.float16)
         print(f"wrote {model_dir}", file=sys.stderr)
 
