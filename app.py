@@ -17,7 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 if "-v" not in sys.argv and "--verbose" not in sys.argv:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from dreamworld import schema  # noqa: E402
+from dreamworld import schema, spec  # noqa: E402
 
 
 class UserError(Exception):
@@ -39,17 +39,20 @@ def _flag(name: str) -> str:
 def add_request_flags(parser: argparse.ArgumentParser, exclude=(), fields=None) -> None:
     """One flag per schema field; values are validated by the schema, not argparse.
 
-    Yes/no fields are switches (--gif / --no-gif); every other flag takes a value."""
+    Yes/no fields are switches (--gif / --no-gif); list fields repeat (--seeds 3 --seeds 7, or --seeds 3,7);
+    every other flag takes a value."""
     fields = fields or schema.FIELDS
-    for name, f in fields.items():
+    for name, s in fields.items():
         if name in exclude:
             continue
-        if schema.field_type(name, fields) is bool:
+        if s.type is bool:
             parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
-                                action=argparse.BooleanOptionalAction, help=f.metadata["help"].replace("%", "%%"))
+                                action=argparse.BooleanOptionalAction, help=s.help.replace("%", "%%"))
             continue
-        help_text = (f.metadata["help"] + f" ({schema.allowed(name, fields)})").replace("%", "%%")
-        parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS, metavar=name.upper(), help=help_text)
+        many = s.kind in spec.LIST_KINDS
+        help_text = f"{s.help} ({schema.allowed(name, fields)}{'; repeatable' if many else ''})"
+        parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS, metavar=name.upper(),
+                            action="append" if many else "store", help=help_text.replace("%", "%%"))
 
 
 def common_flags(default=None) -> Parser:

@@ -32,15 +32,13 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import __version__, creations, schedules, schema, transforms, video
+from . import __version__, creations, infotext, schedules, schema, transforms, video
 from .backends.base import Backend, Interrupted, Job
 from .schema import RequestError
 
 DEFAULT_FRAMES = 24
 DEFAULT_FPS = 12.0
 RUN_SETTINGS = creations.RUN_SETTINGS
-# Request fields the run decides per frame; the others are shared by every frame.
-PER_FRAME = ("mode", "prompt", "strength", "guidance_scale", "seed", "init_image", "count", "mask", "format")
 
 
 @dataclass
@@ -103,10 +101,13 @@ def cpu_seconds() -> float:
 
 # ----- requests -------------------------------------------------------------------------------
 def base_request(request) -> schema.Request:
-    """The Request every frame shares (model, size, sampler, steps...), as txt2img or img2img."""
-    shared = {n: getattr(request, n) for n in schema.FIELDS if n in schema.CINEMA_FIELDS and n not in PER_FRAME}
+    """The Request every frame shares (model, size, sampler, steps...), as txt2img or img2img.
+
+    Schedules and input images are decided per frame; fields a run has not (mode, count...) are set here."""
+    shared = {n: getattr(request, n) for n, s in schema.CINEMA_FIELDS.items()
+              if n in schema.FIELDS and s.kind == schema.FIELDS[n].kind and s.kind != "image"}
     mode = "txt2img" if request.motion == "dream" else "img2img"
-    return schema.Request(**shared, mode=mode, prompt=request.prompt, seed=request.seed, format="png")
+    return schema.Request(**shared, mode=mode, format="png")
 
 
 def record(request, creations_dir) -> dict:
@@ -144,7 +145,8 @@ def load_settings(path, creations_dir=None) -> dict:
         raise creations.CreationError(f"{path.name!r} in {path.parent.name!r} is not a readable cinema "
                                       "settings file") from None
     fields = {k: v for k, v in fields.items() if k in schema.CINEMA_FIELDS}
-    return creations.stored_inputs(fields, ("init_image", "video"), [creations_dir, path.parent.parent.parent],
+    inputs = [n for n, s in schema.CINEMA_FIELDS.items() if s.kind in ("image", "video")]
+    return creations.stored_inputs(fields, inputs, [creations_dir, path.parent.parent.parent],
                                    path.name)
 
 
@@ -417,9 +419,8 @@ class Renderer:
 
     def save(self, index: int, image: np.ndarray, request: schema.Request, extra: dict) -> None:
         r = self.request
-        text = creations.format_parameters(request, seed=request.seed, model_name=self.model.name,
-                                           model_hash=self.model.hash, width=r.width, height=r.height,
-                                           version=f"dreamworld {__version__}")
+        text = infotext.format_parameters(request, {"Model hash": self.model.hash,
+                                                    "Version": f"dreamworld {__version__}"})
         info = {"frames": r.frames, "motion": r.motion, "settings": RUN_SETTINGS, **extra}
         with self.timed("save"):
             path = creations.save_frame(Image.fromarray(image), request, parameters=text, run_dir=self.run_dir,

@@ -30,113 +30,21 @@ import piexif.helper
 from PIL import Image, ImageOps, PngImagePlugin
 
 from . import __version__
-from .schema import FIELDS, SCHEDULERS, Request
+from .infotext import parse_parameters, request_from_parameters
+from .schema import FIELDS, Request
 
 MAX_SIDE = 8192
 JPEG_QUALITY = 95
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 INPUTS = "inputs"
 
-# A1111's infotext grammar: `Key: value` pairs, a value either JSON-quoted or up to the next comma.
-_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-_SIZE = re.compile(r"^(\d+)x(\d+)$")
+INPUT_FIELDS = tuple(name for name, s in FIELDS.items() if s.kind == "image")  # stored in inputs/
 _NUMBERED = re.compile(r"^\.?(\d{5,})-")
-_SAMPLER_ALIASES = {"PLMS": "PNDM"}
 _save_lock = threading.Lock()
 
 
 class CreationError(Exception):
     """A creation cannot be saved or read. `str(error)` is one sentence for the user."""
-
-
-# ----- the A1111 parameters text ----------------------------------------------------
-def _quote(value) -> str:
-    text = str(value)
-    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text  # A1111's rule
-
-
-def _number(value) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def format_parameters(request: Request, *, seed: int, model_name: str, model_hash: str,
-                      width: int, height: int, version: str) -> str:
-    """The A1111 `parameters` text of one image, in A1111's layout."""
-    inpaint = request.mode == "inpaint"
-    pairs = {
-        "Steps": request.steps,
-        "Sampler": request.scheduler,
-        "CFG scale": _number(request.guidance_scale),
-        "Seed": seed,
-        "Size": f"{width}x{height}",
-        "Model hash": model_hash or None,
-        "Model": model_name or None,
-        "VAE": request.vae or None,
-        "Denoising strength": _number(request.strength) if request.mode in ("img2img", "inpaint") else None,
-        "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
-        "Mask blur": request.mask_blur if inpaint else None,
-        "Version": version or None,
-    }
-    line = ", ".join(f"{k}: {_quote(v)}" for k, v in pairs.items() if v is not None)
-    negative = f"\nNegative prompt: {request.negative_prompt}" if request.negative_prompt else ""
-    return f"{request.prompt}{negative}\n{line}".strip()
-
-
-def parse_parameters(text: str) -> dict:
-    """Parse A1111 parameters text into prompt, negative_prompt and every `Key: value` as text."""
-    *lines, last = text.strip().split("\n")
-    if len(_PARAM.findall(last)) < 3:
-        lines.append(last)
-        last = ""
-    prompt, negative, in_negative = [], [], False
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            in_negative, line = True, line[len("Negative prompt:"):].strip()
-        (negative if in_negative else prompt).append(line)
-    result = {"prompt": "\n".join(prompt), "negative_prompt": "\n".join(negative)}
-    for key, value in _PARAM.findall(last):
-        value = value.strip()
-        if len(value) > 1 and value[0] == value[-1] == '"':
-            try:
-                value = json.loads(value)
-            except ValueError:
-                pass
-        result[key] = value
-    return result
-
-
-def _scheduler(params: dict) -> str | None:
-    sampler = _SAMPLER_ALIASES.get(params.get("Sampler", ""), params.get("Sampler", ""))
-    schedule = params.get("Schedule type", "")
-    for name in (f"{sampler} {schedule}", sampler):
-        if name in SCHEDULERS:
-            return name
-    return None
-
-
-def request_from_parameters(params: dict) -> dict:
-    """Map a parse_parameters() dict to Request field values; what cannot be mapped is left out."""
-    fields = {name: params[name] for name in ("prompt", "negative_prompt") if name in params}
-    numbers = {"Steps": ("steps", int), "CFG scale": ("guidance_scale", float), "Seed": ("seed", int),
-               "Denoising strength": ("strength", float), "Clip skip": ("clip_skip", int),
-               "Mask blur": ("mask_blur", int)}
-    for key, (name, kind) in numbers.items():
-        try:
-            fields[name] = kind(params[key])
-        except (KeyError, ValueError):
-            pass
-    size = _SIZE.match(params.get("Size", ""))
-    if size:
-        fields["width"], fields["height"] = int(size.group(1)), int(size.group(2))
-    for key, name in (("Model", "model"), ("VAE", "vae")):
-        if params.get(key):
-            fields[name] = params[key]
-    scheduler = _scheduler(params)
-    if scheduler:
-        fields["scheduler"] = scheduler
-    return fields
 
 
 # ----- files ------------------------------------------------------------------------
@@ -241,8 +149,8 @@ def _encoder(image: Image.Image, fmt: str, parameters: str, record: dict):
 
 
 def _request_record(request: Request, creations_dir: Path, extra: dict | None = None) -> dict:
-    record = {name: getattr(request, name) for name in FIELDS}
-    for name in ("init_image", "mask"):
+    record = {name: value for name, value in request.to_dict().items() if name in FIELDS}
+    for name in INPUT_FIELDS:
         if record[name] is not None:
             record[name] = store_input(record[name], creations_dir)
     record["dreamworld_version"] = __version__
@@ -402,8 +310,8 @@ def request_from_file(path, creations_dir=None) -> dict:
                             f"re-run the whole run with: app.py cinema --from {path.parent / RUN_SETTINGS}")
     if data["request"] is not None:
         fields = {k: v for k, v in data["request"].items() if k in FIELDS}
-        fields["count"] = 1
-        return stored_inputs(fields, ("init_image", "mask"), [creations_dir, path.parent.parent], path.name)
+        fields.update(count=1, seeds=[])  # this image alone, at its own seed
+        return stored_inputs(fields, INPUT_FIELDS, [creations_dir, path.parent.parent], path.name)
     if data["parameters"]:
         return request_from_parameters(parse_parameters(data["parameters"]))
     raise CreationError(f"{path.name!r} holds no generation parameters")

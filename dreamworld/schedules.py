@@ -25,7 +25,7 @@ import operator
 from dataclasses import dataclass
 from typing import Callable
 
-from .schema import RequestError
+from .errors import RequestError
 
 VARIABLES = ("t", "max_f")
 CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}

@@ -74,11 +74,11 @@ def check(data: dict) -> Settings:
         raise SettingsError("limits must be an object such as {\"steps\": {\"max\": 80}}")
     for name, limit in settings.limits.items():
         meta = schema.FIELDS.get(name)
-        if meta is None or meta.metadata["max"] is None:
+        if meta is None or meta.max is None or meta.kind is not None:
             raise SettingsError(f"limits: {name!r} is not a numeric request field")
         top = limit.get("max") if isinstance(limit, dict) else None
-        if not isinstance(top, (int, float)) or not meta.metadata["min"] <= top <= meta.metadata["max"]:
-            raise SettingsError(f"limits.{name}.max must be from {meta.metadata['min']} to {meta.metadata['max']}")
+        if not isinstance(top, (int, float)) or not meta.min <= top <= meta.max:
+            raise SettingsError(f"limits.{name}.max must be from {meta.min} to {meta.max}")
     if not isinstance(settings.defaults, dict):
         raise SettingsError("defaults must be an object such as {\"steps\": 20}")
     try:

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import __version__, cinema, creations, models, schema, settings as settings_module, video
+from . import __version__, backends, cinema, creations, infotext, models, schema, settings as settings_module, video
 from .backends.base import Backend, BackendError, Interrupted, Job
 from .schema import Request, RequestError
 
@@ -58,16 +58,6 @@ class Result:
     interrupted: bool = False
 
 
-def backend_class(name: str) -> type[Backend]:
-    if name == "torch":
-        from .backends.torch_backend import TorchBackend
-        return TorchBackend
-    if name == "tensorflow":
-        from .backends.tf_backend import TensorflowBackend
-        return TensorflowBackend
-    raise RequestError("backend", f"backend must be one of {', '.join(schema.BACKENDS)}, got {name!r}")
-
-
 class DreamWorld:
     def __init__(self, settings_path=None, *, settings: settings_module.Settings | None = None,
                  models_dir=None, creations_dir=None):
@@ -90,7 +80,7 @@ class DreamWorld:
         return schema.validate(fields, base=self.settings.default_request(), limits=self.settings.limits)
 
     def capabilities(self, backend: str | None = None):
-        return backend_class(backend or self.request().backend).capabilities()
+        return backends.capabilities(backend or self.request().backend)
 
     def list_models(self, kind: str = "checkpoint") -> list[models.ModelInfo]:
         return models.list_models(self.model_dirs, kind)
@@ -103,8 +93,8 @@ class DreamWorld:
         a change of those makes the graphs again over the loaded weights."""
         model_name = request.model or settings_module.DEFAULT_MODEL
         key = {name: getattr(request, name) for name in schema.KEY_FIELDS} | {"model": model_name}
-        cls = backend_class(request.backend)
-        check_capabilities(request, cls.capabilities())
+        cls = backends.backend_class(request.backend)
+        backends.check(request, cls.capabilities())
         if self.backend is not None and key == self._key:
             graph = _graph_key(cls, request, self.backend)
             if graph != self._graph:
@@ -123,7 +113,7 @@ class DreamWorld:
         changed = "first load" if self._key is None else ",".join(k for k in key if self._key[k] != key[k])
         self.release()
         started = time.monotonic()
-        self.backend = cls(model, vae, request.device, request.precision, jit=request.jit)
+        self.backend = cls(backends.LoadSpec(model, vae, request.device, request.precision, request.jit))
         graph = _graph_key(cls, request, self.backend)
         if graph:
             self.backend.recompile(graph)
@@ -158,15 +148,14 @@ class DreamWorld:
                 init_image=creations.store_input(init_image, self.creations_dir) if init_image else None,
                 mask=creations.store_input(mask, self.creations_dir) if mask else None)
             result = Result(request=request)
-            self.progress = progress = Progress(images=request.count, steps=request.steps)
+            self.progress = progress = Progress(images=len(request.image_seeds()), steps=request.steps)
 
             def on_step(step, steps):
                 progress.step, progress.steps = step, steps
                 if on_progress:
                     on_progress(progress)
 
-            for i in range(request.count):
-                seed = (request.seed + i) % (schema.MAX_SEED + 1)
+            for i, seed in enumerate(request.image_seeds()):
                 progress.image, progress.step = i + 1, 0
                 job = Job(stored.replace(seed=seed), seed, init_image, mask, on_step, self._stop.is_set)
                 try:
@@ -174,9 +163,8 @@ class DreamWorld:
                 except Interrupted:
                     result.interrupted = True
                     break
-                text = creations.format_parameters(
-                    job.request, seed=seed, model_name=model.name, model_hash=model.hash,
-                    width=request.width, height=request.height, version=f"dreamworld {__version__}")
+                text = infotext.format_parameters(job.request, {"Model hash": model.hash,
+                                                                "Version": f"dreamworld {__version__}"})
                 path = creations.save_creation(image, job.request, parameters=text,
                                                creations_dir=self.creations_dir)
                 result.paths.append(path)
@@ -217,8 +205,7 @@ class DreamWorld:
                 cinema.evaluate(request, request.frames or cinema.DEFAULT_FRAMES)
             base = cinema.base_request(request)
             backend = self.compile(base)
-            if request.motion == "dream" and not backend.capabilities().latent_walk:
-                raise RequestError("motion", f"backend {request.backend!r} cannot do dream motion (latent walks)")
+            backends.check(request, backend.capabilities())
             base = self._resolve(base, backend)
             request, video_frames = self._resolve_cinema(request, base, backend)
             plan = cinema.plan(request)  # every schedule at every frame: errors before anything is written
@@ -279,7 +266,7 @@ class DreamWorld:
         request = request.replace(
             model=self._key["model"], width=request.width or width, height=request.height or height,
             seed=request.seed if request.seed >= 0 else random.randint(0, schema.MAX_SEED))
-        check_capabilities(request, caps)
+        backends.check(request, caps)
         return request
 
     def _inputs(self, request: Request) -> tuple[Image.Image | None, Image.Image | None]:
@@ -303,26 +290,6 @@ def _graph_key(cls, request: Request, backend: Backend) -> dict:
     (the size the request will be made at)."""
     native = dict(zip(("width", "height"), backend.native_size))
     return {k: native.get(k) if v is None else v for k, v in cls.graph_key(request).items()}
-
-
-def check_capabilities(request, caps) -> None:
-    """Refuse, naming the field, what the backend declares it cannot do (before any model is loaded)."""
-    backend = repr(request.backend)
-    for name, allowed in (("device", caps.devices), ("precision", caps.precisions),
-                          ("scheduler", caps.schedulers)):
-        if getattr(request, name) not in allowed:
-            raise RequestError(name, f"{name} must be one of {', '.join(allowed)} on backend {backend} here, "
-                                     f"got {getattr(request, name)!r}")
-    if getattr(request, "mode", "txt2img") not in caps.modes:
-        raise RequestError("mode", f"backend {backend} cannot do {request.mode}; it can do " + ", ".join(caps.modes))
-    if request.jit and not caps.jit:
-        raise RequestError("jit", f"backend {backend} cannot jit-compile; set jit to false "
-                                  "(XLA compilation is a tensorflow backend option)")
-    for name in ("width", "height"):
-        value = getattr(request, name)
-        if value is not None and value % caps.size_multiple:
-            raise RequestError(name, f"{name} must be a multiple of {caps.size_multiple} on backend {backend}, "
-                                     f"got {value}")
 
 
 def _open(value, field_name: str, creations_dir: Path) -> Image.Image:

@@ -18,7 +18,7 @@ from . import controls
 log = logging.getLogger("dreamworld")
 
 # Fields shown as controls on the Create tab, in this order; images are handled separately.
-CREATE_FIELDS = [n for n in schema.FIELDS if schema.FIELDS[n].metadata["kind"] != "image"]
+CREATE_FIELDS = [n for n in schema.FIELDS if schema.FIELDS[n].kind != "image"]
 TEXT_FIELDS = ("prompt", "negative_prompt")
 ADVANCED = ("clip_skip", "mask_blur", "vae", "backend", "device", "precision", "jit", "format")
 
@@ -151,7 +151,7 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
                                 movie_control(name)
                         movie_control("gif")
                         leftover = [n for n in schema.CINEMA_FIELDS if n not in movie
-                                    and schema.CINEMA_FIELDS[n].metadata["kind"] not in ("image", "video")]
+                                    and schema.CINEMA_FIELDS[n].kind not in ("image", "video")]
                         for name in leftover:  # a field added to the schema later still gets a control
                             movie_control(name)
                     with gr.Column():
@@ -185,7 +185,7 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
                                            choices=model_names if name == "model" else None,
                                            elem_id=f"setting-{name}")
                     for name in default_fields}
-                max_steps = gr.Slider(1, schema.FIELDS["steps"].metadata["max"], step=1,
+                max_steps = gr.Slider(1, schema.FIELDS["steps"].max, step=1,
                                       value=controls.limit("steps", limits), label="Maximum steps")
                 save_settings = gr.Button("Save settings", variant="primary", elem_id="save-settings")
                 saved = gr.Markdown("", elem_id="settings-saved")
@@ -194,8 +194,7 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
         field_inputs = [fields[n] for n in field_names]
 
         def run(init_path, editor, *values, progress=gr.Progress()):
-            values = dict(zip(field_names, values))
-            values.update({n: values[n] or None for n in ("width", "height")})  # 0: the model's size
+            values = {n: controls.field_value(schema.FIELDS[n], v) for n, v in zip(field_names, values)}
             if values["mode"] == "img2img":
                 if not init_path:
                     raise gr.Error("img2img needs an init image: upload one first.")
@@ -223,7 +222,7 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
             pictures = [(str(path), f"seed {seed}") for path, seed in zip(result.paths, result.seeds)]
             note = f"Saved {len(result.paths)} image(s) in {result.request.width}x{result.request.height}."
             if result.interrupted:
-                note = f"Interrupted: saved {len(result.paths)} of {result.request.count} image(s)."
+                note = f"Interrupted: saved {len(result.paths)} of {len(result.request.image_seeds())} image(s)."
             return pictures, (result.parameters[0] if result.parameters else ""), note
 
         generate.click(run, [init_image, inpaint] + field_inputs, [gallery, info, status])
@@ -233,9 +232,7 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
         movie_inputs = [movie_init, movie_video] + [movie[n] for n in movie_names]
 
         def movie_values(init_path, video_path, values) -> dict:
-            values = dict(zip(movie_names, values))
-            for name in ("width", "height", "frames", "fps"):
-                values[name] = values[name] or None  # 0: the default
+            values = {n: controls.field_value(schema.CINEMA_FIELDS[n], v) for n, v in zip(movie_names, values)}
             if values["motion"] in ("2d", "3d"):
                 values["init_image"] = init_path or None
             else:

@@ -8,7 +8,7 @@ import piexif.helper
 import pytest
 from PIL import Image, PngImagePlugin
 
-from dreamworld import __version__, creations
+from dreamworld import __version__, creations, infotext
 from dreamworld.creations import CreationError
 from dreamworld.schema import Request
 
@@ -30,9 +30,7 @@ def make_request(**changes):
 
 
 def params_for(request):
-    return creations.format_parameters(request, seed=request.seed, model_name=request.model,
-                                       model_hash="0123456789", width=request.width, height=request.height,
-                                       version=f"dreamworld {__version__}")
+    return infotext.format_parameters(request, {"Model hash": "0123456789", "Version": f"dreamworld {__version__}"})
 
 
 def save(request, tmp_path, image=None, **kwargs):
@@ -47,9 +45,9 @@ def all_files(folder):
 
 # ----- the parameters text ----------------------------------------------------------
 def test_format_parameters_txt2img_layout():
-    request = Request(prompt="a red fox in the snow", negative_prompt="blurry", seed=1234, width=512, height=512)
-    text = creations.format_parameters(request, seed=1234, model_name="name", model_hash="0123456789",
-                                       width=512, height=512, version="dreamworld 0.1.0")
+    request = Request(prompt="a red fox in the snow", negative_prompt="blurry", seed=1234, width=512, height=512,
+                      model="name")
+    text = infotext.format_parameters(request, {"Model hash": "0123456789", "Version": "dreamworld 0.1.0"})
     assert text == ("a red fox in the snow\nNegative prompt: blurry\n"
                     "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1234, Size: 512x512, "
                     "Model hash: 0123456789, Model: name, Version: dreamworld 0.1.0")
@@ -57,27 +55,24 @@ def test_format_parameters_txt2img_layout():
 
 def test_format_parameters_inpaint_layout_without_negative_prompt():
     request = Request(mode="inpaint", prompt="a cat", init_image="in.png", mask="m.png", strength=0.75,
-                      clip_skip=2, guidance_scale=7.5, mask_blur=4, width=512, height=768)
-    text = creations.format_parameters(request, seed=7, model_name="name", model_hash="0123456789",
-                                       width=512, height=768, version="dreamworld 0.1.0")
+                      clip_skip=2, guidance_scale=7.5, mask_blur=4, width=512, height=768, seed=7, model="name")
+    text = infotext.format_parameters(request, {"Model hash": "0123456789", "Version": "dreamworld 0.1.0"})
     assert text == ("a cat\n"
                     "Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 7, Size: 512x768, Model hash: 0123456789, "
                     "Model: name, Denoising strength: 0.75, Clip skip: 2, Mask blur: 4, Version: dreamworld 0.1.0")
 
 
 def test_format_parameters_img2img_has_strength_but_no_mask_blur_or_clip_skip_1():
-    request = Request(mode="img2img", prompt="p", init_image="in.png", strength=1.0)
-    text = creations.format_parameters(request, seed=1, model_name="", model_hash="", width=64, height=64,
-                                       version="")
+    request = Request(mode="img2img", prompt="p", init_image="in.png", strength=1.0, seed=1, width=64, height=64)
+    text = infotext.format_parameters(request, {"Model hash": "", "Version": ""})
     assert text == "p\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64, Denoising strength: 1"
 
 
 def test_values_with_commas_colons_and_quotes_are_json_quoted_and_parse_back():
-    request = Request(prompt="p", vae='my "best", vae')
-    text = creations.format_parameters(request, seed=1, model_name="model, v2: final", model_hash="abc",
-                                       width=64, height=64, version="dreamworld 0.1.0")
+    request = Request(prompt="p", vae='my "best", vae', seed=1, width=64, height=64, model="model, v2: final")
+    text = infotext.format_parameters(request, {"Model hash": "abc", "Version": "dreamworld 0.1.0"})
     assert 'Model: "model, v2: final"' in text and 'VAE: "my \\"best\\", vae"' in text
-    params = creations.parse_parameters(text)
+    params = infotext.parse_parameters(text)
     assert params["Model"] == "model, v2: final" and params["VAE"] == 'my "best", vae'
     assert params["Version"] == "dreamworld 0.1.0" and params["Seed"] == "1"
 
@@ -93,7 +88,7 @@ Version: v1.10.1"""
 
 
 def test_parse_a1111_infotext():
-    params = creations.parse_parameters(A1111_TEXT)
+    params = infotext.parse_parameters(A1111_TEXT)
     assert params["prompt"] == "masterpiece, (a knight:1.2), castle on a hill\nBREAK dramatic sky, <lora:add_detail:0.8>"
     assert params["negative_prompt"] == "lowres, bad anatomy\nworst quality, (blurry:1.3)"
     assert params["Steps"] == "30" and params["Sampler"] == "DPM++ 2M" and params["Schedule type"] == "Karras"
@@ -105,7 +100,7 @@ def test_parse_a1111_infotext():
 
 
 def test_request_from_a1111_parameters():
-    fields = creations.request_from_parameters(creations.parse_parameters(A1111_TEXT))
+    fields = infotext.request_from_parameters(infotext.parse_parameters(A1111_TEXT))
     assert fields == {
         "prompt": "masterpiece, (a knight:1.2), castle on a hill\nBREAK dramatic sky, <lora:add_detail:0.8>",
         "negative_prompt": "lowres, bad anatomy\nworst quality, (blurry:1.3)",
@@ -123,11 +118,11 @@ def test_request_from_a1111_parameters():
 def test_sampler_mapping(sampler, schedule, expected):
     text = f"p\nSteps: 20, Sampler: {sampler}, " + (f"Schedule type: {schedule}, " if schedule else "") + \
         "CFG scale: 7, Seed: 1, Size: 512x512"
-    assert creations.request_from_parameters(creations.parse_parameters(text)).get("scheduler") == expected
+    assert infotext.request_from_parameters(infotext.parse_parameters(text)).get("scheduler") == expected
 
 
 def test_parse_text_without_parameters_line_is_all_prompt():
-    params = creations.parse_parameters("just a prompt, nothing: else")
+    params = infotext.parse_parameters("just a prompt, nothing: else")
     assert params == {"prompt": "just a prompt, nothing: else", "negative_prompt": ""}
 
 
@@ -143,9 +138,9 @@ def test_round_trip(tmp_path, fmt):
     data = creations.read_creation(path)
     assert data["parameters"] == text
     assert data["request"] == {**request.to_dict(), "dreamworld_version": __version__}
-    assert creations.request_from_file(path, tmp_path) == {**request.to_dict(), "count": 1}
+    assert creations.request_from_file(path, tmp_path) == {**request.to_dict(), "count": 1, "seeds": []}
 
-    from_text = creations.request_from_parameters(creations.parse_parameters(data["parameters"]))
+    from_text = infotext.request_from_parameters(infotext.parse_parameters(data["parameters"]))
     assert from_text["negative_prompt"] == NASTY_NEGATIVE
     assert from_text["prompt"] == NASTY_PROMPT
     assert {k: from_text[k] for k in ("seed", "steps", "guidance_scale", "scheduler", "width", "height", "model")} \

@@ -53,11 +53,11 @@ def test_cinema_request_shares_the_request_fields_and_adds_its_own():
     fields = schema.CINEMA_FIELDS
     shared = [n for n in schema.FIELDS if n not in schema.CINEMA_EXCLUDED]
     assert [n for n in fields if n in schema.FIELDS] == shared
-    assert dict(fields["steps"].metadata) == dict(schema.FIELDS["steps"].metadata)  # declared once
-    assert {**fields["seed"].metadata, "help": ""} == {**schema.FIELDS["seed"].metadata, "help": ""}
+    assert fields["steps"] == schema.FIELDS["steps"]  # declared once
+    assert fields["seed"].min == schema.FIELDS["seed"].min and fields["seed"].help != schema.FIELDS["seed"].help
     assert {"frames", "fps", "motion", "zoom", "translate_z", "rotate_y", "seed_behavior", "cadence",
             "color_coherence", "video", "every_nth", "reuse_init", "gif", "prompts"} <= set(fields)
-    assert fields["strength"].metadata["kind"] == fields["guidance_scale"].metadata["kind"] == "schedule"
+    assert fields["strength"].kind == fields["guidance_scale"].kind == "schedule"
     request = schema.validate_cinema({"zoom": 1.05, "gif": "yes", "strength": "0:(0.3), 10:(0.6)",
                                       "prompts": {"0": "a", "9": "b"}, "steps": "12"})
     assert (request.zoom, request.gif, request.steps, request.prompts) == ("1.05", True, 12, '{"0": "a", "9": "b"}')

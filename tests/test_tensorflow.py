@@ -12,7 +12,7 @@ from diffusers import UNet2DConditionModel
 from PIL import Image
 
 from dreamworld import creations, model_configs
-from dreamworld.backends import keras_nets, samplers, tf_backend, weights
+from dreamworld.backends import LoadSpec, keras_nets, samplers, tf_backend, weights
 from dreamworld.backends.base import BackendError, Job
 from dreamworld.backends.tf_backend import TensorflowBackend
 from dreamworld.backends.torch_backend import TorchBackend
@@ -37,7 +37,7 @@ def model(models_dir):
 @pytest.fixture(scope="module")
 def engines(model):
     """The embedded model loaded by both backends, side by side."""
-    return TorchBackend(model, None, "cpu", "fp32"), TensorflowBackend(model, None, "cpu", "fp32")
+    return TorchBackend(LoadSpec(model, None, "cpu", "fp32")), TensorflowBackend(LoadSpec(model, None, "cpu", "fp32"))
 
 
 def torch_pipe(engines):
@@ -175,7 +175,7 @@ def test_converted_weights_are_cached_and_the_second_load_skips_the_torch_reader
         raise AssertionError("the model was read again instead of coming from the cache")
 
     monkeypatch.setattr(weights, "load_pipeline", no_reading)
-    again = TensorflowBackend(model, None, "cpu", "fp32")
+    again = TensorflowBackend(LoadSpec(model, None, "cpu", "fp32"))
     request = validate({"prompt": "a blue star", "steps": 4, "width": 64, "height": 64, "seed": 9})
     assert_same_picture(np.asarray(again.generate(Job(request, 9)), np.int16),
                         np.asarray(engines[1].generate(Job(request, 9)), np.int16))
@@ -184,13 +184,13 @@ def test_converted_weights_are_cached_and_the_second_load_skips_the_torch_reader
 
 def test_a_damaged_cache_is_converted_again(model, tmp_path, monkeypatch):
     monkeypatch.setenv("DREAMWORLD_CACHE", str(tmp_path))
-    TensorflowBackend(model, None, "cpu", "fp32").close()
+    TensorflowBackend(LoadSpec(model, None, "cpu", "fp32")).close()
     folder = tf_backend._cache_dir(model, None)
     (folder / "unet.safetensors").write_bytes(b"not a safetensors file")
     read = []
     original = weights.load_pipeline
     monkeypatch.setattr(weights, "load_pipeline", lambda *a, **k: read.append(1) or original(*a, **k))
-    TensorflowBackend(model, None, "cpu", "fp32").close()
+    TensorflowBackend(LoadSpec(model, None, "cpu", "fp32")).close()
     assert read == [1]
     assert (folder / "unet.safetensors").stat().st_size > 1000
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".tmp")]
@@ -207,7 +207,7 @@ def test_sdxl_and_other_unets_are_refused_with_a_reason():
 
 
 def test_mixed_precision_bf16_draws_nearly_the_same_picture(model, engines):
-    half = TensorflowBackend(model, None, "cpu", "bf16")
+    half = TensorflowBackend(LoadSpec(model, None, "cpu", "bf16"))
     request = validate({"prompt": "a large red circle on a blue background", "steps": 8, "width": 128,
                         "height": 128, "seed": 4})
     full = np.asarray(engines[1].generate(Job(request, 4)), np.int16)

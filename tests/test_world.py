@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dreamworld import creations
+from dreamworld import creations, schema
 from dreamworld.schema import RequestError
 
 from .conftest import FAST, files_in, pixels
@@ -58,8 +58,7 @@ def test_non_key_changes_reuse_the_model_and_key_changes_rebuild(world, caplog):
     assert len(messages) == 2 and "model=tiny-copy" in messages[1] and "changed=model" in messages[1]
 
 
-@pytest.mark.parametrize("scheduler", ["Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras",
-                                       "DDIM", "LMS", "Heun", "UniPC", "PNDM"])
+@pytest.mark.parametrize("scheduler", schema.SCHEDULERS)
 def test_every_scheduler_runs_and_is_recorded(world, scheduler):
     result = world.create(prompt="a green square", seed=5, scheduler=scheduler, **FAST)
     assert f"Sampler: {scheduler}," in result.parameters[0]

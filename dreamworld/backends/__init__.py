@@ -1,0 +1,91 @@
+"""The backend registry: which engines exist, how one is loaded, and whether it can serve a request.
+
+A backend is a module with a Backend subclass, named here once; the controller, the GUI and the CLI ask
+this module, never the classes directly. A new engine is a new module and one line in REGISTRY.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..models import ModelInfo
+    from .base import Backend, Capabilities
+
+# name: (module, class). Imported on first use: each engine pulls in its own framework.
+REGISTRY = {
+    "torch": ("dreamworld.backends.torch_backend", "TorchBackend"),
+    "tensorflow": ("dreamworld.backends.tf_backend", "TensorflowBackend"),
+}
+NAMES = tuple(REGISTRY)
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What a backend is built from: the request's key variables, resolved to files.
+
+    A new key field of the schema becomes a new attribute here, read by the backends that honour it."""
+    model: ModelInfo
+    vae: ModelInfo | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    jit: bool = False
+
+
+def backend_class(name: str) -> type[Backend]:
+    from ..schema import RequestError
+    if name not in REGISTRY:
+        raise RequestError("backend", f"backend must be one of {', '.join(NAMES)}, got {name!r}")
+    module, cls = REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def capabilities(name: str) -> Capabilities:
+    return backend_class(name).capabilities()
+
+
+def field_choices(name: str, caps: Capabilities) -> tuple | None:
+    """The values of a choice field that a backend allows, or None where it does not limit the field."""
+    if name == "motion":
+        from ..schema import MOTIONS
+        return tuple(m for m in MOTIONS if m != "dream" or caps.latent_walk)
+    return {"mode": caps.modes, "scheduler": caps.schedulers, "device": caps.devices,
+            "precision": caps.precisions}.get(name)
+
+
+# Yes/no fields a backend honours only where its capability of the same name is true: what they do.
+SWITCH_FIELDS = {"jit": "jit-compile (XLA compilation)"}
+
+
+def serves(name: str, caps: Capabilities) -> bool:
+    """Whether the backend honours the field at all (its control is shown)."""
+    return bool(getattr(caps, name)) if name in SWITCH_FIELDS else True
+
+
+def field_max(name: str, caps: Capabilities) -> Any:
+    """A backend's own upper limit of a numeric field, or None."""
+    return caps.max_clip_skip if name == "clip_skip" else None
+
+
+def check(request, caps: Capabilities) -> None:
+    """Refuse, naming the field, what the backend declares it cannot do (before any model is loaded)."""
+    from ..schema import RequestError
+    backend = repr(request.backend)
+    for name in ("mode", "motion", "scheduler", "device", "precision"):
+        allowed = field_choices(name, caps)
+        value = getattr(request, name, None)
+        if value is None or value in allowed:
+            continue
+        if name in ("mode", "motion"):
+            raise RequestError(name, f"backend {backend} cannot do {name} {value}; it can do " + ", ".join(allowed))
+        raise RequestError(name, f"{name} must be one of {', '.join(allowed)} on backend {backend} here, "
+                                 f"got {value!r}")
+    for name, what in SWITCH_FIELDS.items():
+        if getattr(request, name, False) and not serves(name, caps):
+            raise RequestError(name, f"backend {backend} cannot {what}; set {name} to false")
+    for name in ("width", "height"):
+        value = getattr(request, name)
+        if value is not None and value % caps.size_multiple:
+            raise RequestError(name, f"{name} must be a multiple of {caps.size_multiple} on backend {backend}, "
+                                     f"got {value}")

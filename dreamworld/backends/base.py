@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from PIL import Image, ImageFilter
 
-from ..models import ModelInfo
+from . import LoadSpec
 from ..schema import Request
 
 
@@ -27,14 +27,9 @@ class Capabilities:
     precisions: tuple[str, ...]
     size_multiple: int = 8
     max_clip_skip: int = 12
-    lora: bool = False
-    controlnet: bool = False
     latent_walk: bool = False  # Job.noise, Job.prompt_blend and Backend.initial_noise (cinema's dream motion)
     jit: bool = False  # the request's jit field (XLA compilation) is honoured
     notes: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -72,8 +67,8 @@ class Backend(ABC):
         """What this backend can do on this machine (without loading a model)."""
 
     @abstractmethod
-    def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str, jit: bool = False):
-        """Load the model; raise BackendError with a clear sentence on failure."""
+    def __init__(self, spec: LoadSpec):
+        """Load spec.model (with spec.vae...); raise BackendError with a clear sentence on failure."""
 
     @classmethod
     def graph_key(cls, request: Request) -> dict:

@@ -52,7 +52,7 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 
 from ..models import ModelError, ModelInfo  # noqa: E402
 from ..schema import MODES  # noqa: E402
-from . import keras_nets, samplers  # noqa: E402
+from . import LoadSpec, keras_nets, samplers  # noqa: E402
 from .base import Backend, BackendError, Capabilities, Interrupted, Job, precisions_on  # noqa: E402
 
 log = logging.getLogger("dreamworld")
@@ -93,7 +93,8 @@ class TensorflowBackend(Backend):
         # An XLA graph is compiled for one shape: a new size is a new graph.
         return {"width": request.width, "height": request.height} if request.jit else {}
 
-    def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str, jit: bool = False):
+    def __init__(self, spec: LoadSpec):
+        model, vae, device, precision = spec.model, spec.vae, spec.device, spec.precision
         if keras.backend.backend() != "tensorflow":
             raise BackendError("the tensorflow backend needs KERAS_BACKEND=tensorflow, "
                                f"not {keras.backend.backend()!r}")
@@ -107,7 +108,7 @@ class TensorflowBackend(Backend):
         if self.precision not in supported_precisions(self.device):
             raise BackendError(f"precision {precision!r} is not supported on {self.device} by TensorFlow; use one of "
                                + ", ".join(supported_precisions(self.device)))
-        self.jit = jit
+        self.jit = spec.jit
         self.model_name = model.name
         self._tf_device = "/GPU:0" if self.device == "cuda" else "/CPU:0"
         meta, states = _read_converted(model, vae)

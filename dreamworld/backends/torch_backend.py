@@ -11,9 +11,9 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
-from ..models import ModelError, ModelInfo
+from ..models import ModelError
 from ..schema import MODES
-from . import samplers, weights
+from . import LoadSpec, samplers, weights
 from .base import Backend, BackendError, Capabilities, Interrupted, Job, precisions_on
 
 log = logging.getLogger("dreamworld")
@@ -70,9 +70,10 @@ class TorchBackend(Backend):
             precisions=precisions_on(available_devices(), supported_precisions),
             size_multiple=8, latent_walk=True)
 
-    def __init__(self, model: ModelInfo, vae: ModelInfo | None, device: str, precision: str, jit: bool = False):
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(self.device, precision)
+    def __init__(self, spec: LoadSpec):
+        model, vae = spec.model, spec.vae
+        self.device = resolve_device(spec.device)
+        self.precision = resolve_precision(self.device, spec.precision)
         dtype = DTYPES[self.precision]
         try:
             pipe = weights.load_pipeline(model, dtype)
