@@ -103,7 +103,10 @@ def given(args, fields) -> dict:
 
 def make_world(args):
     from dreamworld import DreamWorld
-    return DreamWorld(args.settings, models_dir=args.models_dir, creations_dir=args.creations_dir)
+    from dreamworld.settings import check_folder
+    folders = {name: check_folder(name, getattr(args, name)) if getattr(args, name) else None
+               for name in ("models_dir", "creations_dir")}
+    return DreamWorld(args.settings, **folders)
 
 
 def cmd_generate(args) -> int:

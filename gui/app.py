@@ -400,6 +400,7 @@ def launch(world: DreamWorld, host: str = "127.0.0.1", port: int = 7860, auth=No
     page = build(world, service)
     page.queue(default_concurrency_limit=1)
     world.creations_dir.mkdir(parents=True, exist_ok=True)
+    # The only folder served: the creations folder this process started with (checked by settings.check_folder).
     page.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=not block,
                 allowed_paths=[str(world.creations_dir)], show_error=True, quiet=False)
     return page

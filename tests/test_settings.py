@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,44 @@ def test_save_refuses_invalid_settings_and_keeps_the_old_file(tmp_path):
     with pytest.raises(SettingsError, match="defaults: width"):
         settings_module.save(Settings(defaults={"width": 65}), path)
     assert path.read_text() == before
+
+
+@pytest.mark.parametrize("folder", ["/", "/etc", "/etc/ssl", "/proc", "/sys/kernel", "/dev", "/bin", "/usr/share",
+                                    "/boot", "/root", "/home", "/tmp", "/var", "~HOME", "/tmp/../etc"])
+def test_system_folders_are_refused_in_one_sentence(tmp_path, folder):
+    folder = str(Path.home()) if folder == "~HOME" else folder
+    with pytest.raises(SettingsError) as caught:
+        settings_module.check_folder("creations_dir", folder)
+    message = str(caught.value)
+    assert message.startswith("creations_dir: ") and "choose a folder of your own" in message
+    assert "\n" not in message and message.count(". ") == 0
+
+
+def test_own_folders_are_accepted_whether_or_not_they_exist(tmp_path):
+    assert settings_module.check_folder("creations_dir", tmp_path) == tmp_path.resolve()
+    assert settings_module.check_folder("models_dir", tmp_path / "new" / "deeper") == (tmp_path / "new/deeper").resolve()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SettingsError, match=r"^creations_dir: .*file is not a folder$"):
+        settings_module.check_folder("creations_dir", tmp_path / "file")
+    with pytest.raises(SettingsError, match=r"^models_dir: .* cannot be made, as .*file is a file$"):
+        settings_module.check_folder("models_dir", tmp_path / "file" / "below")
+
+
+def test_save_refuses_a_system_folder_and_keeps_the_old_file(tmp_path):
+    path = tmp_path / "settings.json"
+    settings_module.save(Settings(), path)
+    before = path.read_text()
+    for name in ("creations_dir", "models_dir"):
+        with pytest.raises(SettingsError, match=f"^{name}: / is a system"):
+            settings_module.save(Settings(**{name: "/"}), path)
+        with pytest.raises(SettingsError, match=f"^{name}: /etc is a system"):
+            settings_module.save(Settings(**{name: "../../../../../../../../etc"}), path)
+    assert path.read_text() == before
+
+
+def test_a_file_naming_a_system_folder_is_set_aside_not_used(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"creations_dir": "/"}))
+    settings = settings_module.load(path)
+    assert "creations_dir: / is a system or shared folder" in settings.problem
+    assert settings.creations_path == (tmp_path / "creations").resolve()
