@@ -135,9 +135,13 @@ def load(path: str | os.PathLike | None = None) -> Settings:
             settings = check(json.loads(path.read_text(encoding="utf-8")), base=path.parent)
         except (OSError, ValueError, SettingsError, TypeError) as e:  # JSON and Unicode errors are ValueErrors
             backup = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(path, backup)
+            try:
+                os.replace(path, backup)
+                kept = f"it was moved to {backup.name}"
+            except OSError as failed:  # a read-only filesystem: report and go on without the backup
+                kept = f"it could not be moved aside ({failed.strerror or failed})"
             settings = Settings()
-            settings.problem = f"{path} could not be used ({e}); it was moved to {backup.name} and defaults are in use"
+            settings.problem = f"{path} could not be used ({e}); {kept} and defaults are in use"
             log.warning(settings.problem)
     settings.path = path
     return settings

@@ -1,4 +1,6 @@
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,18 @@ def test_a_file_naming_a_system_folder_is_set_aside_not_used(tmp_path):
     settings = settings_module.load(path)
     assert "creations_dir: / is a system or shared folder" in settings.problem
     assert settings.creations_path == (tmp_path / "creations").resolve()
+
+
+def test_a_bad_file_that_cannot_be_moved_aside_is_reported_and_defaults_used(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "settings.json"
+    path.write_text("{not json")
+
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(src))
+
+    monkeypatch.setattr(settings_module.os, "replace", read_only)
+    settings = settings_module.load(path)
+    assert settings == Settings()
+    assert settings.problem.endswith("it could not be moved aside (Read-only file system) and defaults are in use")
+    assert path.read_text() == "{not json"  # left as it was
+    assert [r.getMessage() for r in caplog.records] == [settings.problem]
