@@ -132,8 +132,13 @@ def load(path: str | os.PathLike | None = None) -> Settings:
         settings = Settings()
     else:
         try:
-            settings = check(json.loads(path.read_text(encoding="utf-8")), base=path.parent)
-        except (OSError, ValueError, SettingsError, TypeError) as e:  # JSON and Unicode errors are ValueErrors
+            raw = path.read_bytes()
+        except OSError as e:  # a folder, no permission: not a file found invalid, so it is left alone
+            what = "is a folder, not a settings file" if path.is_dir() else f"could not be read ({e.strerror or e})"
+            raise SettingsError(f"settings: {path} {what}") from None
+        try:
+            settings = check(json.loads(raw.decode("utf-8")), base=path.parent)
+        except (ValueError, SettingsError, TypeError) as e:  # JSON and Unicode errors are ValueErrors
             backup = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
             try:
                 os.replace(path, backup)

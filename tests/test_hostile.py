@@ -25,6 +25,8 @@ CASES = [
     ("models-dir-etc", ["generate", "--prompt", "x", "--models-dir", "/etc"], {}, "models_dir: /etc is a system"),
     ("creations-dir-a-file", ["generate", "--prompt", "x", "--creations-dir", "{tmp}/f"], {"f": b"x"},
      "/f is not a folder"),
+    ("settings-a-folder", ["--settings", "{tmp}", "generate", "--prompt", "x"], {},
+     "is a folder, not a settings file"),
 ]
 
 

@@ -115,3 +115,23 @@ def test_a_bad_file_that_cannot_be_moved_aside_is_reported_and_defaults_used(tmp
     assert settings.problem.endswith("it could not be moved aside (Read-only file system) and defaults are in use")
     assert path.read_text() == "{not json"  # left as it was
     assert [r.getMessage() for r in caplog.records] == [settings.problem]
+
+
+def test_a_folder_or_unreadable_settings_path_is_an_error_and_left_alone(tmp_path, monkeypatch):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    with pytest.raises(SettingsError, match=r"^settings: .*conf is a folder, not a settings file$"):
+        settings_module.load(folder)
+    assert [p.name for p in tmp_path.iterdir()] == ["conf"] and (folder / "keep.txt").read_text() == "mine"
+
+    path = tmp_path / "settings.json"
+    path.write_text("{}")
+
+    def denied(self):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(SettingsError, match=r"^settings: .*settings.json could not be read \(Permission denied\)$"):
+        settings_module.load(path)
+    assert path.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == ["conf", "settings.json"]
