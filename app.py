@@ -102,11 +102,10 @@ def given(args, fields) -> dict:
 
 
 def make_world(args):
-    from dreamworld import DreamWorld
-    from dreamworld.settings import check_folder
-    folders = {name: check_folder(name, getattr(args, name)) if getattr(args, name) else None
+    from dreamworld import DreamWorld, settings
+    folders = {name: settings.check_folder(name, getattr(args, name)) if getattr(args, name) else None
                for name in ("models_dir", "creations_dir")}
-    return DreamWorld(args.settings, **folders)
+    return DreamWorld(settings=settings.load(args.settings, required=bool(args.settings)), **folders)
 
 
 def cmd_generate(args) -> int:

@@ -126,9 +126,13 @@ def check(data: dict, base: Path | None = None) -> Settings:
     return settings
 
 
-def load(path: str | os.PathLike | None = None) -> Settings:
+def load(path: str | os.PathLike | None = None, required: bool = False) -> Settings:
+    """The settings in `path` (default: settings.json). A missing file gives defaults, unless `required`
+    (a file the user named), when it is an error."""
     path = Path(path) if path else DEFAULT_PATH
     if not path.exists():
+        if required:
+            raise SettingsError(f"settings: {path} does not exist")
         settings = Settings()
     else:
         try:

@@ -27,6 +27,8 @@ CASES = [
      "/f is not a folder"),
     ("settings-a-folder", ["--settings", "{tmp}", "generate", "--prompt", "x"], {},
      "is a folder, not a settings file"),
+    ("settings-missing", ["--settings", "{tmp}/nonexistent.json", "generate", "--prompt", "x"], {},
+     "/nonexistent.json does not exist"),
 ]
 
 

@@ -135,3 +135,9 @@ def test_a_folder_or_unreadable_settings_path_is_an_error_and_left_alone(tmp_pat
     with pytest.raises(SettingsError, match=r"^settings: .*settings.json could not be read \(Permission denied\)$"):
         settings_module.load(path)
     assert path.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == ["conf", "settings.json"]
+
+
+def test_a_missing_file_the_user_named_is_an_error(tmp_path):
+    with pytest.raises(SettingsError, match=r"^settings: .*nonexistent.json does not exist$"):
+        settings_module.load(tmp_path / "nonexistent.json", required=True)
+    assert settings_module.load(tmp_path / "nonexistent.json") == Settings()  # unnamed: defaults
