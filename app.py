@@ -180,7 +180,10 @@ def cmd_gui(args) -> int:
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     if args.auth and len(auth) != 2:
         raise UserError("auth must look like user:password")
-    launch(world, host="0.0.0.0" if args.listen else "127.0.0.1", port=args.port, auth=auth)
+    note = world.use_known_model()  # an unknown model: one warning, and the GUI opens on the default
+    if note:
+        logging.getLogger("dreamworld").warning(note)
+    launch(world, host="0.0.0.0" if args.listen else "127.0.0.1", port=args.port, auth=auth, note=note)
     return 0
 
 

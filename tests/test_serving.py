@@ -147,3 +147,27 @@ def test_with_auth_the_settings_and_files_need_a_login(tmp_path):
             cookies = "; ".join(c.split(";", 1)[0] for c in response.headers.get_all("Set-Cookie"))
         assert get(url + f"gradio_api/file={creations}/probe.txt", {"Cookie": cookies}) == (200, b"mine")
         assert get(url + "gradio_api/file=/etc/passwd", {"Cookie": cookies})[0] in (403, 404)
+
+
+def component(config: dict, elem_id: str) -> dict:
+    [props] = [c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id]
+    return props
+
+
+def test_an_unknown_model_at_start_is_one_warning_and_the_gui_opens_on_the_default(tmp_path):
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"models_dir": str(PROJECT_DIR / "models")}))
+    with serve(tmp_path, "--settings", str(settings), "--creations-dir", str(tmp_path / "out"),
+               "--model", "nosuch") as (url, log):
+        status, config = get(url + "config")
+        assert status == 200
+        config = json.loads(config)
+        assert component(config, "field-model")["value"] == "dreamworld-tiny"
+        assert component(config, "setting-model")["value"] == "dreamworld-tiny"
+        shown = component(config, "status")["value"]
+        assert "model 'nosuch' was not found" in shown and "using dreamworld-tiny instead" in shown
+    text = log.read_text()
+    [line] = [line for line in text.splitlines() if "nosuch" in line]
+    assert line.startswith("WARNING dreamworld: model 'nosuch' was not found; available: ")
+    assert line.endswith("; using dreamworld-tiny instead")
+    assert "not in the list of choices" not in text and "Traceback" not in text
