@@ -169,6 +169,8 @@ def cmd_info(args) -> int:
 
 
 def cmd_gui(args) -> int:
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"port must be from 1 to 65535, got {args.port}")
     from gui.app import launch
     world = make_world(args)
     for name in ("backend", "model", "device"):
@@ -183,7 +185,13 @@ def cmd_gui(args) -> int:
     note = world.use_known_model()  # an unknown model: one warning, and the GUI opens on the default
     if note:
         logging.getLogger("dreamworld").warning(note)
-    launch(world, host="0.0.0.0" if args.listen else "127.0.0.1", port=args.port, auth=auth, note=note)
+    host = "0.0.0.0" if args.listen else "127.0.0.1"
+    try:
+        launch(world, host=host, port=args.port, auth=auth, note=note)
+    except OSError as e:
+        if "empty port" not in str(e):  # Gradio's words for a port it cannot bind
+            raise
+        raise UserError(f"port {args.port} is in use on {host}; choose another with --port") from None
     return 0
 
 

@@ -29,6 +29,7 @@ CASES = [
      "is a folder, not a settings file"),
     ("settings-missing", ["--settings", "{tmp}/nonexistent.json", "generate", "--prompt", "x"], {},
      "/nonexistent.json does not exist"),
+    ("port-out-of-range", ["--port", "99999"], {}, "port must be from 1 to 65535, got 99999"),
 ]
 
 

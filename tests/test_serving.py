@@ -171,3 +171,16 @@ def test_an_unknown_model_at_start_is_one_warning_and_the_gui_opens_on_the_defau
     assert line.startswith("WARNING dreamworld: model 'nosuch' was not found; available: ")
     assert line.endswith("; using dreamworld-tiny instead")
     assert "not in the list of choices" not in text and "Traceback" not in text
+
+
+def test_a_port_in_use_is_one_sentence_and_exit_2(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run([sys.executable, str(PROJECT_DIR / "app.py"), "--port", str(port),
+                              "--creations-dir", str(tmp_path / "out")],
+                             capture_output=True, text=True, timeout=120, cwd=PROJECT_DIR)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [f"error: port {port} is in use on 127.0.0.1; choose another with --port"]
+    assert run.stdout == ""
