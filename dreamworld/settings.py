@@ -47,7 +47,11 @@ def _forms(paths) -> set[Path]:
 def check_folder(name: str, folder: str | os.PathLike) -> Path:
     """The folder setting `name` as a resolved path, if it is a folder of the user's own that exists or
     can be made; else SettingsError (one sentence naming the setting)."""
-    path = Path(folder).resolve()
+    try:
+        path = Path(folder).resolve()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+    except (OSError, ValueError) as e:  # a NUL byte, a name too long, a loop of links
+        raise SettingsError(f"{name}: {str(folder)!r} is not a usable folder path ({e})") from None
     try:
         home = Path.home().resolve()
     except (RuntimeError, KeyError):
@@ -55,7 +59,6 @@ def check_folder(name: str, folder: str | os.PathLike) -> Path:
     system = path.parent == path or any(path == top or path.is_relative_to(top) for top in _forms(SYSTEM_TREES))
     if system or path in _forms(SHARED_ROOTS) or (home is not None and home.is_relative_to(path)):
         raise SettingsError(f"{name}: {path} is a system or shared folder; choose a folder of your own")
-    existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise SettingsError(f"{name}: {existing} is not a folder" if existing == path
                             else f"{name}: {path} cannot be made, as {existing} is a file")

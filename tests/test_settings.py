@@ -80,6 +80,8 @@ def test_own_folders_are_accepted_whether_or_not_they_exist(tmp_path):
         settings_module.check_folder("creations_dir", tmp_path / "file")
     with pytest.raises(SettingsError, match=r"^models_dir: .* cannot be made, as .*file is a file$"):
         settings_module.check_folder("models_dir", tmp_path / "file" / "below")
+    with pytest.raises(SettingsError, match=r"^models_dir: 'a\\x00b' is not a usable folder path"):
+        settings_module.check_folder("models_dir", "a\0b")
 
 
 def test_save_refuses_a_system_folder_and_keeps_the_old_file(tmp_path):
