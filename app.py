@@ -105,8 +105,10 @@ def given(args, fields) -> dict:
 
 
 def make_world(args):
-    from dreamworld import DreamWorld
-    return DreamWorld(args.settings, models_dir=args.models_dir, creations_dir=args.creations_dir)
+    from dreamworld import DreamWorld, settings
+    folders = {name: settings.check_folder(name, getattr(args, name)) if getattr(args, name) else None
+               for name in ("models_dir", "creations_dir")}
+    return DreamWorld(settings=settings.load(args.settings, required=bool(args.settings)), **folders)
 
 
 def cmd_generate(args) -> int:
@@ -170,6 +172,8 @@ def cmd_info(args) -> int:
 
 
 def cmd_gui(args) -> int:
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"port must be from 1 to 65535, got {args.port}")
     from gui.app import launch
     world = make_world(args)
     for name in ("backend", "model", "device"):
@@ -181,7 +185,16 @@ def cmd_gui(args) -> int:
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     if args.auth and len(auth) != 2:
         raise UserError("auth must look like user:password")
-    launch(world, host="0.0.0.0" if args.listen else "127.0.0.1", port=args.port, auth=auth)
+    note = world.use_known_model()  # an unknown model: one warning, and the GUI opens on the default
+    if note:
+        logging.getLogger("dreamworld").warning(note)
+    host = "0.0.0.0" if args.listen else "127.0.0.1"
+    try:
+        launch(world, host=host, port=args.port, auth=auth, note=note)
+    except OSError as e:
+        if "empty port" not in str(e):  # Gradio's words for a port it cannot bind
+            raise
+        raise UserError(f"port {args.port} is in use on {host}; choose another with --port") from None
     return 0
 
 

@@ -1,7 +1,11 @@
 """settings.json: the user's preferences. Loaded and validated at start, saved atomically.
 
-An unreadable or invalid file is reported, moved aside as a backup and replaced by
-defaults in memory; it is never silently overwritten.
+A file that was read and found invalid is reported, moved aside as a backup and replaced by
+defaults in memory; it is never silently overwritten. A settings path that cannot be read (a folder,
+no permission), or a file the user named that does not exist, is an error instead.
+
+The models and creations folders must be folders of the user's own: never the filesystem root,
+a system location or a folder holding the home folder (the creations folder is served by the GUI).
 """
 from __future__ import annotations
 
@@ -23,8 +27,42 @@ BUILTIN_MODELS = PROJECT_DIR / "models"
 DEFAULT_MODEL = "dreamworld-tiny"
 
 
+FOLDERS = ("models_dir", "creations_dir")
+# Refused with everything below them.
+SYSTEM_TREES = ("/etc", "/proc", "/sys", "/dev", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr",
+                "/boot", "/run", "/var/run", "/var/log", "/snap")
+# Refused themselves: they hold other users' or other programs' files; a folder of one's own below is fine.
+SHARED_ROOTS = ("/home", "/root", "/tmp", "/var", "/var/tmp", "/mnt", "/media", "/opt", "/srv")
+
+
 class SettingsError(ValueError):
     pass
+
+
+def _forms(paths) -> set[Path]:
+    """Each path as written and with its links resolved (/bin may be /usr/bin, /etc /private/etc)."""
+    return {Path(p) for p in paths} | {Path(p).resolve() for p in paths}
+
+
+def check_folder(name: str, folder: str | os.PathLike) -> Path:
+    """The folder setting `name` as a resolved path, if it is a folder of the user's own that exists or
+    can be made; else SettingsError (one sentence naming the setting)."""
+    try:
+        path = Path(folder).resolve()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+    except (OSError, ValueError) as e:  # a NUL byte, a name too long, a loop of links
+        raise SettingsError(f"{name}: {str(folder)!r} is not a usable folder path ({e})") from None
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError):
+        home = None
+    system = path.parent == path or any(path == top or path.is_relative_to(top) for top in _forms(SYSTEM_TREES))
+    if system or path in _forms(SHARED_ROOTS) or (home is not None and home.is_relative_to(path)):
+        raise SettingsError(f"{name}: {path} is a system or shared folder; choose a folder of your own")
+    if not existing.is_dir():
+        raise SettingsError(f"{name}: {existing} is not a folder" if existing == path
+                            else f"{name}: {path} cannot be made, as {existing} is a file")
+    return path
 
 
 @dataclass
@@ -58,8 +96,10 @@ class Settings:
         return data
 
 
-def check(data: dict) -> Settings:
-    """Validate a settings dict; raise SettingsError naming the bad key."""
+def check(data: dict, base: Path | None = None) -> Settings:
+    """Validate a settings dict; raise SettingsError naming the bad key.
+
+    `base`: the folder relative folder settings are relative to (the settings file's)."""
     if not isinstance(data, dict):
         raise SettingsError("settings must be a JSON object")
     known = {"models_dir", "creations_dir", "defaults", "limits"}
@@ -67,9 +107,10 @@ def check(data: dict) -> Settings:
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]!r}; known settings: {', '.join(sorted(known))}")
     settings = Settings(**data)
-    for name in ("models_dir", "creations_dir"):
+    for name in FOLDERS:
         if not isinstance(getattr(settings, name), str) or not getattr(settings, name):
             raise SettingsError(f"{name} must be a folder path")
+        check_folder(name, (base or PROJECT_DIR) / getattr(settings, name))
     if not isinstance(settings.limits, dict):
         raise SettingsError("limits must be an object such as {\"steps\": {\"max\": 80}}")
     for name, limit in settings.limits.items():
@@ -88,18 +129,31 @@ def check(data: dict) -> Settings:
     return settings
 
 
-def load(path: str | os.PathLike | None = None) -> Settings:
+def load(path: str | os.PathLike | None = None, required: bool = False) -> Settings:
+    """The settings in `path` (default: settings.json). A missing file gives defaults, unless `required`
+    (a file the user named), when it is an error."""
     path = Path(path) if path else DEFAULT_PATH
     if not path.exists():
+        if required:
+            raise SettingsError(f"settings: {path} does not exist")
         settings = Settings()
     else:
         try:
-            settings = check(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, SettingsError, TypeError) as e:  # JSON and Unicode errors are ValueErrors
+            raw = path.read_bytes()
+        except OSError as e:  # a folder, no permission: not a file found invalid, so it is left alone
+            what = "is a folder, not a settings file" if path.is_dir() else f"could not be read ({e.strerror or e})"
+            raise SettingsError(f"settings: {path} {what}") from None
+        try:
+            settings = check(json.loads(raw.decode("utf-8")), base=path.parent)
+        except (ValueError, SettingsError, TypeError) as e:  # JSON and Unicode errors are ValueErrors
             backup = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(path, backup)
+            try:
+                os.replace(path, backup)
+                kept = f"it was moved to {backup.name}"
+            except OSError as failed:  # a read-only filesystem: report and go on without the backup
+                kept = f"it could not be moved aside ({failed.strerror or failed})"
             settings = Settings()
-            settings.problem = f"{path} could not be used ({e}); it was moved to {backup.name} and defaults are in use"
+            settings.problem = f"{path} could not be used ({e}); {kept} and defaults are in use"
             log.warning(settings.problem)
     settings.path = path
     return settings
@@ -109,7 +163,7 @@ def save(settings: Settings, path: str | os.PathLike | None = None) -> Path:
     """Validate and write settings atomically (temp file + rename)."""
     path = Path(path or settings.path or DEFAULT_PATH)
     data = settings.to_json()
-    check(data)
+    check(data, base=path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -85,6 +85,16 @@ class DreamWorld:
     def list_models(self, kind: str = "checkpoint") -> list[models.ModelInfo]:
         return models.list_models(self.model_dirs, kind)
 
+    def use_known_model(self) -> str | None:
+        """If the default model is not found, make the embedded one the default; return a sentence saying so."""
+        name = self.settings.defaults.get("model") or settings_module.DEFAULT_MODEL
+        try:
+            models.find_model(self.model_dirs, name)
+        except models.ModelError as e:
+            self.settings.defaults["model"] = settings_module.DEFAULT_MODEL
+            return f"{e}; using {settings_module.DEFAULT_MODEL} instead"
+        return None
+
     # ----- compiling ----------------------------------------------------------------
     def compile(self, request: Request) -> Backend:
         """Load the backend for the request's key variables, reusing the loaded one if they match.

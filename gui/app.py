@@ -45,7 +45,8 @@ def _editor_from_mask(init_path: str, mask_path: str) -> dict:
             "composite": Image.alpha_composite(background, layer)}
 
 
-def build(world: DreamWorld, service: Service) -> gr.Blocks:
+def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Blocks:
+    """The page; `note`, if any, is shown under the Generate button until the first generation."""
     defaults = world.request()
     caps = world.capabilities()
     limits = world.settings.limits
@@ -63,7 +64,7 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
                     with gr.Column(scale=1, min_width=200):
                         generate = gr.Button("Generate", variant="primary", elem_id="generate")
                         interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt")
-                        status = gr.Markdown("", elem_id="status")
+                        status = gr.Markdown(note or "", elem_id="status")
                 with gr.Row():
                     with gr.Column():
                         fields["mode"] = controls.control("mode", defaults.mode, caps, limits)
@@ -392,11 +393,12 @@ def build(world: DreamWorld, service: Service) -> gr.Blocks:
 
 
 def launch(world: DreamWorld, host: str = "127.0.0.1", port: int = 7860, auth=None,
-           block: bool = True) -> gr.Blocks:
+           block: bool = True, note: str | None = None) -> gr.Blocks:
     service = Service(world)
-    page = build(world, service)
+    page = build(world, service, note)
     page.queue(default_concurrency_limit=1)
     world.creations_dir.mkdir(parents=True, exist_ok=True)
+    # The only folder served: the creations folder this process started with (checked by settings.check_folder).
     page.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=not block,
                 allowed_paths=[str(world.creations_dir)], show_error=True, quiet=False)
     return page

@@ -19,6 +19,17 @@ from .conftest import files_in
 CASES = [
     # id, argv, files, words
     ("unknown-flag", ["generate", "--prompt", "x", "--stepz", "3"], {}, "unrecognized arguments: --stepz"),
+    # issue 19: folders of one's own only; never the root or a system folder
+    ("creations-dir-root", ["generate", "--prompt", "x", "--creations-dir", "/"], {},
+     "error: creations_dir: / is a system or shared folder; choose a folder of your own"),
+    ("models-dir-etc", ["generate", "--prompt", "x", "--models-dir", "/etc"], {}, "models_dir: /etc is a system"),
+    ("creations-dir-a-file", ["generate", "--prompt", "x", "--creations-dir", "{tmp}/f"], {"f": b"x"},
+     "/f is not a folder"),
+    ("settings-a-folder", ["--settings", "{tmp}", "generate", "--prompt", "x"], {},
+     "is a folder, not a settings file"),
+    ("settings-missing", ["--settings", "{tmp}/nonexistent.json", "generate", "--prompt", "x"], {},
+     "/nonexistent.json does not exist"),
+    ("port-out-of-range", ["--port", "99999"], {}, "port must be from 1 to 65535, got 99999"),
 ]
 
 
