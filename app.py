@@ -199,7 +199,7 @@ def cmd_gui(args) -> int:
 
 
 def main(argv=None) -> int:
-    from dreamworld.world import USER_ERRORS
+    from dreamworld.errors import USER_ERRORS
 
     try:
         args = build_parser().parse_args(argv)

@@ -30,6 +30,7 @@ import piexif.helper
 from PIL import Image, ImageOps, PngImagePlugin
 
 from . import __version__
+from .errors import CreationError
 from .infotext import parse_parameters, request_from_parameters
 from .schema import FIELDS, Request
 
@@ -41,10 +42,6 @@ INPUTS = "inputs"
 INPUT_FIELDS = tuple(name for name, s in FIELDS.items() if s.kind == "image")  # stored in inputs/
 _NUMBERED = re.compile(r"^\.?(\d{5,})-")
 _save_lock = threading.Lock()
-
-
-class CreationError(Exception):
-    """A creation cannot be saved or read. `str(error)` is one sentence for the user."""
 
 
 # ----- files ------------------------------------------------------------------------

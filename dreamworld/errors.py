@@ -18,4 +18,24 @@ class RequestError(DreamWorldError, ValueError):
         self.field = field_name
 
 
+class SettingsError(DreamWorldError, ValueError):
+    """settings.json, or a folder named in it, cannot be used."""
+
+
+class ModelError(DreamWorldError, ValueError):
+    """A model is missing, of an unknown kind, or its file cannot be read safely."""
+
+
+class CreationError(DreamWorldError):
+    """A creation (or an input file) cannot be saved or read."""
+
+
+class BackendError(DreamWorldError, RuntimeError):
+    """A backend cannot load a model or serve a request (out of memory, a missing device...)."""
+
+
+class VideoError(DreamWorldError):
+    """A video cannot be read or written."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (DreamWorldError,)

@@ -13,16 +13,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ModelError
+
 KINDS = {
     "checkpoint": ("Stable-diffusion", "checkpoints", "diffusers"),
     "vae": ("VAE", "vae"),
     "lora": ("Lora", "loras"),
 }
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
-
-
-class ModelError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

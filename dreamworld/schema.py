@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backends import NAMES as BACKENDS
-from .backends.samplers import NAMES as SCHEDULERS, STOCHASTIC as STOCHASTIC_SAMPLERS
+from .backends.samplers import NAMES as SCHEDULERS, STOCHASTIC as STOCHASTIC_SAMPLERS  # noqa: F401
 from .errors import RequestError
 from .spec import Spec, allowed as _allowed, check_range as _check_range, plain, spec, specs, validate_fields
 

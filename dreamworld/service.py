@@ -6,9 +6,10 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from .world import USER_ERRORS, DreamWorld, Progress
+from .errors import USER_ERRORS
+from .world import DreamWorld, Progress
 
 log = logging.getLogger("dreamworld")
 
@@ -21,7 +22,16 @@ class Task:
     result: Any = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    started: threading.Event = field(default_factory=threading.Event)
+
+    def watch(self, interval: float = 0.5) -> Iterator[Progress]:
+        """Yield the task's progress each time it changes (checked every `interval` seconds) until it ends."""
+        shown = None
+        while not self.done.wait(interval):
+            progress = self.progress
+            seen = (progress.image, progress.frame, progress.step, progress.latest)
+            if seen != shown:
+                shown = seen
+                yield progress
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the task ends; return its result or raise its error."""
@@ -74,7 +84,6 @@ class Service:
     def _work(self) -> None:
         while (task := self._queue.get()) is not None:
             self.current = task
-            task.started.set()
 
             def on_progress(progress: Progress, task=task):
                 task.progress = progress

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import schema
+from .errors import SettingsError
 
 log = logging.getLogger("dreamworld")
 
@@ -33,10 +34,6 @@ SYSTEM_TREES = ("/etc", "/proc", "/sys", "/dev", "/bin", "/sbin", "/lib", "/lib3
                 "/boot", "/run", "/var/run", "/var/log", "/snap")
 # Refused themselves: they hold other users' or other programs' files; a folder of one's own below is fine.
 SHARED_ROOTS = ("/home", "/root", "/tmp", "/var", "/var/tmp", "/mnt", "/media", "/opt", "/srv")
-
-
-class SettingsError(ValueError):
-    pass
 
 
 def _forms(paths) -> set[Path]:

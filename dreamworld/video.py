@@ -14,11 +14,9 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from .errors import VideoError
+
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"}
-
-
-class VideoError(Exception):
-    """A video cannot be read or written. `str(error)` is one sentence for the user."""
 
 
 def ffmpeg_exe() -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import random
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,13 +15,11 @@ from PIL import Image
 
 from . import __version__, backends, cinema, creations, infotext, models, schema, settings as settings_module, video
 from .backends.base import Backend, BackendError, Interrupted, Job
-from .schema import Request, RequestError
+from .errors import RequestError
+from .schema import Request
 
 log = logging.getLogger("dreamworld")
 
-# The failures a user is told about in one sentence (str(error)), never with a traceback: bad fields,
-# settings, models and files, and what a backend or the video writer cannot do.
-USER_ERRORS = (ValueError, creations.CreationError, BackendError, video.VideoError)
 
 
 @dataclass
@@ -29,7 +28,6 @@ class Progress:
     images: int = 0
     step: int = 0
     steps: int = 0
-    started: float = field(default_factory=time.monotonic)
     frame: int = 0  # cinema: 1-based index of the frame being made
     frames: int = 0
     latest: str | None = None  # cinema: the last frame saved
@@ -94,6 +92,19 @@ class DreamWorld:
             self.settings.defaults["model"] = settings_module.DEFAULT_MODEL
             return f"{e}; using {settings_module.DEFAULT_MODEL} instead"
         return None
+
+    def save_settings(self, models_dir: str, creations_dir: str, defaults: dict, limits: dict) -> Path:
+        """Check and write new settings over the current ones; folder changes apply at the next start."""
+        new = settings_module.Settings(
+            models_dir=models_dir, creations_dir=creations_dir, defaults={**self.settings.defaults, **defaults},
+            limits={**self.settings.limits, **limits}, path=self.settings.path)
+        try:
+            path = settings_module.save(new)
+        except OSError as e:
+            raise settings_module.SettingsError(f"settings could not be written to {new.path}: "
+                                                f"{e.strerror or e}") from None
+        self.settings = new
+        return path
 
     # ----- compiling ----------------------------------------------------------------
     def compile(self, request: Request) -> Backend:
@@ -192,6 +203,13 @@ class DreamWorld:
     def animate(self, on_progress: Callable[[Progress], None] | None = None, **fields) -> cinema.CinemaResult:
         """Validate the cinema fields and run generateCinema. The Python entry point for animations."""
         return self.generateCinema(self.cinema_request(**fields), on_progress=on_progress)
+
+    def preview_motion(self, **fields) -> Path:
+        """A GIF of how a cinema run's motion moves its input over its frames, made without diffusion."""
+        request = self.cinema_request(**fields)
+        frames = cinema.preview(request)
+        target = Path(tempfile.mkdtemp(prefix="dreamworld-preview-")) / "preview.gif"
+        return video.write_gif(frames, target, min(request.fps or cinema.DEFAULT_FPS, 50))
 
     def resume_cinema(self, run, on_progress: Callable[[Progress], None] | None = None) -> cinema.CinemaResult:
         """Continue an interrupted cinema run (its folder, settings file or a frame) from its saved frames."""

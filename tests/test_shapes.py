@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embedded_model import architecture, evaluate, shapes, train
+from embedded_model import architecture, shapes, train
 
 
 def test_the_measurements_read_rendered_scenes_back():

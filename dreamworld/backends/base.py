@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from PIL import Image, ImageFilter
 
 from . import LoadSpec
+from ..errors import BackendError
 from ..schema import Request
-
-
-class BackendError(RuntimeError):
-    """A failure to report to the user as one sentence (str(error))."""
 
 
 class Interrupted(Exception):
@@ -29,7 +26,6 @@ class Capabilities:
     max_clip_skip: int = 12
     latent_walk: bool = False  # Job.noise, Job.prompt_blend and Backend.initial_noise (cinema's dream motion)
     jit: bool = False  # the request's jit field (XLA compilation) is honoured
-    notes: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

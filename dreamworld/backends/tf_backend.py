@@ -83,10 +83,7 @@ class TensorflowBackend(Backend):
         return Capabilities(
             modes=MODES, schedulers=tuple(samplers.SCHEDULERS), devices=available_devices(),
             precisions=precisions_on(available_devices(), supported_precisions),
-            size_multiple=SIZE_MULTIPLE, latent_walk=True, jit=True,
-            notes={"models": "SD 1.x and 2.x (SDXL runs on torch)",
-                   "precision": "bf16/fp16 are Keras mixed precision (float32 weights)",
-                   "jit": "XLA-compiles the networks for one image size"})
+            size_multiple=SIZE_MULTIPLE, latent_walk=True, jit=True)  # SD 1.x and 2.x (SDXL runs on torch); bf16/fp16 are Keras mixed precision
 
     @classmethod
     def graph_key(cls, request) -> dict:

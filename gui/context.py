@@ -1,0 +1,51 @@
+"""What every tab is built from: the controller, its queue, and the controls derived from the schema."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import gradio as gr
+
+from dreamworld.service import Service
+from dreamworld.world import DreamWorld
+
+from . import controls
+
+
+@dataclass
+class Context:
+    world: DreamWorld
+    service: Service
+
+    @property
+    def caps(self):
+        return self.world.capabilities()
+
+    def choices(self, spec) -> list | None:
+        """The model names a field chooses from (its spec's `models` kind), or None."""
+        if not spec.models:
+            return None
+        names = [m.name for m in self.world.list_models(spec.models)]
+        return names if spec.key and spec.name == "model" else [""] + names
+
+    def controls(self, names, fields, defaults, prefix: str = "field") -> dict[str, gr.Component]:
+        """One control per field name, in order, with the backend's and the settings' limits."""
+        return {n: controls.control(n, getattr(defaults, n), self.caps, self.world.settings.limits,
+                                    choices=self.choices(fields[n]), fields=fields, elem_id=f"{prefix}-{n}")
+                for n in names}
+
+
+def follow_mode(selector: gr.Component, group: dict[str, gr.Component], fields, attribute: str,
+                extra: dict[gr.Component, tuple] | None = None) -> None:
+    """Show each control only in the modes (or motions) its spec names: `attribute` is "modes" or "motions".
+    `extra` maps other components to the values they are shown for."""
+    shown = {c: getattr(fields[n], attribute) for n, c in group.items() if getattr(fields[n], attribute)}
+    shown.update(extra or {})
+
+    def reshape(value):
+        return [gr.update(visible=value in allowed) for allowed in shown.values()]
+
+    selector.change(reshape, selector, list(shown))
+
+
+def visible_in(spec, attribute: str, value) -> bool:
+    allowed = getattr(spec, attribute)
+    return allowed is None or value in allowed

@@ -1,0 +1,114 @@
+"""The Create tab: text, image and inpaint modes, with a mask painted in the browser."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+from PIL import Image
+
+from dreamworld import creations, schema
+from dreamworld.errors import USER_ERRORS
+
+from . import controls
+from .context import Context, follow_mode, visible_in
+
+FIELDS = schema.FIELDS
+SHOWN = [n for n, s in FIELDS.items() if s.kind != "image"]  # the image fields have their own editors
+
+
+@dataclass
+class CreateTab:
+    fields: dict[str, gr.Component]
+    init_image: gr.Image
+    inpaint: gr.ImageMask
+
+    @property
+    def inputs(self) -> list[gr.Component]:
+        return [self.init_image, self.inpaint] + list(self.fields.values())
+
+
+def mask_from_editor(editor: dict | None) -> tuple[Image.Image | None, Image.Image | None]:
+    """The background and a white-on-black mask of everything painted on the layers."""
+    if not editor or editor.get("background") is None:
+        return None, None
+    background = editor["background"].convert("RGB")
+    mask = Image.new("L", background.size, 0)
+    for layer in editor.get("layers") or []:
+        alpha = layer.convert("RGBA").getchannel("A").point(lambda a: 255 if a else 0)
+        mask.paste(255, mask=alpha)
+    return background, mask
+
+
+def editor_from_mask(init_path: str, mask_path: str) -> dict:
+    """The ImageMask value showing a stored init image with its mask painted on a layer."""
+    background = creations.open_image(init_path).convert("RGBA")
+    mask = creations.open_image(mask_path).convert("L").resize(background.size, Image.NEAREST)
+    layer = Image.new("RGBA", background.size, (255, 255, 255, 0))
+    layer.putalpha(mask)
+    return {"background": background, "layers": [layer], "composite": Image.alpha_composite(background, layer)}
+
+
+def request_values(names, init_path, editor, values) -> dict:
+    """The request fields of the Create tab's controls and image editors."""
+    fields = {n: controls.field_value(FIELDS[n], v) for n, v in zip(names, values)}
+    if fields["mode"] == "img2img":
+        fields["init_image"] = init_path or None
+    elif fields["mode"] == "inpaint":
+        fields["init_image"], fields["mask"] = mask_from_editor(editor)
+        if fields["mask"] is not None and not fields["mask"].getbbox():
+            raise gr.Error("Paint over the part of the image to repaint first.")
+    return fields
+
+
+def build(ctx: Context, note: str | None = None) -> CreateTab:
+    defaults = ctx.world.request()
+    with gr.Row():
+        with gr.Column(scale=3):
+            fields = ctx.controls([n for n in SHOWN if FIELDS[n].group == "prompt"], FIELDS, defaults)
+        with gr.Column(scale=1, min_width=200):
+            generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt")
+            status = gr.Markdown(note or "", elem_id="status")
+    with gr.Row():
+        with gr.Column():
+            fields |= ctx.controls(["mode"], FIELDS, defaults)
+            init_image = gr.Image(label="Init image", type="filepath", elem_id="init-image",
+                                  visible=defaults.mode == "img2img")
+            inpaint = gr.ImageMask(label="Image and mask (paint what to repaint)", type="pil", image_mode="RGBA",
+                                   format="png", elem_id="inpaint-editor",
+                                   brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
+                                   visible=defaults.mode == "inpaint")
+            fields |= ctx.controls([n for n in SHOWN if FIELDS[n].group == "main"], FIELDS, defaults)
+            with gr.Accordion("Advanced", open=False):
+                fields |= ctx.controls([n for n in SHOWN if FIELDS[n].group == "advanced"], FIELDS, defaults)
+        with gr.Column():
+            gallery = gr.Gallery(label="Results", format="png", columns=2, elem_id="results", height="auto")
+            info = gr.Textbox(label="Parameters", lines=4, interactive=False, elem_id="info")
+    for name, control in fields.items():
+        control.visible = control.visible and visible_in(FIELDS[name], "modes", defaults.mode)
+    tab = CreateTab(fields, init_image, inpaint)
+    _wire(ctx, tab, generate, interrupt, [gallery, info, status])
+    follow_mode(fields["mode"], fields, FIELDS, "modes", {init_image: ("img2img",), inpaint: ("inpaint",)})
+    return tab
+
+
+def _wire(ctx: Context, tab: CreateTab, generate: gr.Button, interrupt: gr.Button, outputs) -> None:
+    names = list(tab.fields)
+
+    def run(init_path, editor, *values, progress=gr.Progress()):
+        try:
+            task = ctx.service.create(**request_values(names, init_path, editor, values))
+            # Each report makes Gradio's image editor (an input here) upload its layers again: changes only.
+            for p in task.watch():
+                progress(p.fraction, desc=p.describe() if p.images else "loading the model")
+            result = task.wait()
+        except USER_ERRORS as e:
+            raise gr.Error(str(e)) from None
+        pictures = [(str(path), f"seed {seed}") for path, seed in zip(result.paths, result.seeds)]
+        note = f"Saved {len(result.paths)} image(s) in {result.request.width}x{result.request.height}."
+        if result.interrupted:
+            note = f"Interrupted: saved {len(result.paths)} of {len(result.request.image_seeds())} image(s)."
+        return pictures, (result.parameters[0] if result.parameters else ""), note
+
+    generate.click(run, tab.inputs, outputs)
+    interrupt.click(lambda: ctx.service.interrupt(), None, None, queue=False)

@@ -1,0 +1,39 @@
+"""The Settings tab: folders, the default of each everyday field, and the steps maximum."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from dreamworld import schema
+from dreamworld.errors import USER_ERRORS
+
+from . import controls
+from .context import Context
+
+DEFAULT_FIELDS = ("backend", "model", "device", "precision", "scheduler", "steps", "guidance_scale", "width", "height")
+
+
+def build(ctx: Context) -> dict[str, gr.Component]:
+    """The tab; returns the default-value controls (they follow the backend chosen among them)."""
+    settings = ctx.world.settings
+    gr.Markdown(settings.problem or "", visible=bool(settings.problem))
+    models_dir = gr.Textbox(label="Models folder", value=settings.models_dir)
+    creations_dir = gr.Textbox(label="Creations folder", value=settings.creations_dir)
+    chosen = ctx.controls(DEFAULT_FIELDS, schema.FIELDS, ctx.world.request(), "setting")
+    max_steps = gr.Slider(1, schema.FIELDS["steps"].max, step=1, value=controls.limit("steps", settings.limits),
+                          label="Maximum steps")
+    save = gr.Button("Save settings", variant="primary", elem_id="save-settings")
+    saved = gr.Markdown("", elem_id="settings-saved")
+
+    def save_settings(models_folder, creations_folder, top_steps, *values):
+        defaults = {n: controls.field_value(schema.FIELDS[n], v) for n, v in zip(chosen, values)
+                    if v not in (None, "")}
+        try:
+            path = ctx.world.save_settings(models_folder, creations_folder, defaults, {"steps": {"max": int(top_steps)}})
+        except USER_ERRORS as e:
+            raise gr.Error(str(e)) from None
+        return f"Saved to {path} at {time.strftime('%H:%M:%S')}. Folder changes apply after a restart."
+
+    save.click(save_settings, [models_dir, creations_dir, max_steps] + list(chosen.values()), saved, api_name="save")
+    return chosen
