@@ -41,6 +41,7 @@ INPUTS = "inputs"
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _NUMBERED = re.compile(r"^\.?(\d{5,})-")
+_STORED = re.compile(r"^inputs/[0-9a-f]{16}\.[a-z0-9]{1,5}$")  # a stored input: inputs/<content hash>.<ext>
 _SAMPLER_ALIASES = {"PLMS": "PNDM"}
 _save_lock = threading.Lock()
 
@@ -169,6 +170,14 @@ def _is_inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
+def _stored_name(path: Path, creations_dir: Path) -> str | None:
+    """`inputs/<hash>.<ext>` if `path` is an input already stored in creations_dir, else None."""
+    if not path.is_file() or not _is_inside(path, creations_dir / INPUTS):
+        return None
+    name = path.resolve().relative_to(creations_dir.resolve()).as_posix()
+    return name if _STORED.match(name) else None
+
+
 def open_image(path) -> Image.Image:
     """Open an untrusted image file: checked, size-capped, upright, loaded, RGB (RGBA if it has alpha)."""
     path = Path(path)
@@ -200,7 +209,8 @@ def open_image(path) -> Image.Image:
 def store_input(image_or_path, creations_dir) -> str:
     """Keep an input image in <creations>/inputs/ (once per content) and return its path relative to creations_dir.
 
-    A path already inside creations_dir is returned relative, without copying.
+    An input already stored there is returned relative, without copying; any other image (a creation
+    used as an input included) is copied, so that metadata only ever names stored inputs.
     """
     creations_dir = Path(creations_dir)
     image = image_or_path
@@ -208,8 +218,9 @@ def store_input(image_or_path, creations_dir) -> str:
         path = Path(image_or_path)
         if not path.is_absolute() and (creations_dir / path).is_file():
             path = creations_dir / path
-        if path.is_file() and _is_inside(path, creations_dir):
-            return path.resolve().relative_to(creations_dir.resolve()).as_posix()
+        stored = _stored_name(path, creations_dir)
+        if stored:
+            return stored
         image = open_image(path)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -324,12 +335,13 @@ def write_json(path, data: dict) -> Path:
 
 def store_file(path, creations_dir) -> str:
     """Keep a copy of an input file (a video) in <creations>/inputs/ under its content hash; return its
-    path relative to creations_dir. A file already inside creations_dir is returned relative, uncopied."""
+    path relative to creations_dir. A file already stored there is returned relative, uncopied."""
     creations_dir, path = Path(creations_dir), Path(path)
     if not path.is_absolute() and (creations_dir / path).is_file():
         path = creations_dir / path
-    if _is_inside(path, creations_dir):
-        return path.resolve().relative_to(creations_dir.resolve()).as_posix()
+    stored = _stored_name(path, creations_dir)
+    if stored:
+        return stored
     try:
         data = path.read_bytes()
     except OSError:
@@ -344,7 +356,7 @@ def store_file(path, creations_dir) -> str:
 def _record(text) -> dict | None:
     try:
         record = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) and "dreamworld_version" in record else None
 
@@ -378,22 +390,32 @@ def read_creation(path) -> dict:
     return {"parameters": str(parameters) if parameters else None, "request": request}
 
 
-def stored_inputs(fields: dict, names, roots, source: str) -> dict:
-    """`fields` with its stored input files (relative to a creations folder) as full paths; a path that
-    leads outside every creations folder in `roots` is refused, as the file it came from is untrusted."""
-    roots = [Path(r) for r in roots if r is not None]
+def stored_inputs(fields: dict, names, creations_dir, source: str) -> dict:
+    """`fields` with the stored inputs it names as full paths.
+
+    The file the fields came from is untrusted: it may name only inputs stored in the creations folder
+    (`inputs/<content hash>.<ext>`, as store_input and store_file record them), never a path of its own
+    choosing, which could lead to any file the user can read."""
     for name in names:
-        if fields.get(name):
-            candidates = [root / fields[name] for root in roots]
-            chosen = next((c for c in candidates if c.is_file()), candidates[0])
-            if not any(_is_inside(chosen, root) for root in roots):
-                raise CreationError(f"{source!r} names a {name} outside the creations folder")
-            fields[name] = str(chosen)
+        value = fields.get(name)
+        if not value:
+            continue
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        path = Path(creations_dir) / value if creations_dir is not None and isinstance(value, str) else None
+        if path is None or not _STORED.match(value) or not _is_inside(path, Path(creations_dir) / INPUTS):
+            raise CreationError(f"{source!r} names the {name} {shown}, which is not an input stored in the "
+                                f"creations folder's {INPUTS}/; only those are read back")
+        if not path.is_file():
+            raise CreationError(f"{source!r} names the {name} {shown}, which is not in the creations folder "
+                                f"{creations_dir}")
+        fields[name] = str(path)
     return fields
 
 
 def request_from_file(path, creations_dir=None) -> dict:
-    """The Request fields to re-run the creation in `path` (count 1, stored inputs as absolute paths)."""
+    """The Request fields to re-run the creation in `path` (count 1, stored inputs as absolute paths).
+
+    Inputs are read back only from creations_dir's inputs/ (see stored_inputs)."""
     path = Path(path)
     data = read_creation(path)
     if data["request"] is not None and "cinema" in data["request"]:
@@ -403,7 +425,7 @@ def request_from_file(path, creations_dir=None) -> dict:
     if data["request"] is not None:
         fields = {k: v for k, v in data["request"].items() if k in FIELDS}
         fields["count"] = 1
-        return stored_inputs(fields, ("init_image", "mask"), [creations_dir, path.parent.parent], path.name)
+        return stored_inputs(fields, ("init_image", "mask"), creations_dir, path.name)
     if data["parameters"]:
         return request_from_parameters(parse_parameters(data["parameters"]))
     raise CreationError(f"{path.name!r} holds no generation parameters")

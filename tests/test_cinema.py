@@ -380,7 +380,7 @@ def test_run_settings_cannot_reach_outside_the_creations_folder(world, tmp_path)
     outside.mkdir()
     settings = {"cinema": {"prompt": "x", "init_image": "../../../etc/hostname"}}
     (outside / cinema.RUN_SETTINGS).write_text(json.dumps(settings))
-    with pytest.raises(creations.CreationError, match="names a init_image outside the creations folder"):
+    with pytest.raises(creations.CreationError, match="names the init_image '../../../etc/hostname', which is not"):
         cinema.load_settings(outside, world.creations_dir)
     with pytest.raises(creations.CreationError, match="'run' is not a run in the creations folder"):
         world.resume_cinema(outside)

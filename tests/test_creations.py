@@ -281,7 +281,8 @@ def test_inputs_are_stored_once_by_content_and_rerun_from_file(tmp_path):
     record = creations.read_creation(again)["request"]
     assert record["init_image"].startswith("inputs/") and record["mask"].startswith("inputs/")
     fields = creations.request_from_file(path, creations_dir)
-    assert fields == creations.request_from_file(path)  # falls back to the grandparent folder
+    with pytest.raises(CreationError, match="names the init_image 'inputs/"):
+        creations.request_from_file(path)  # no creations folder: the inputs are not read from beside the file
     assert fields["init_image"] == str(creations_dir / record["init_image"])
     with Image.open(fields["init_image"]) as image:
         assert list(image.getdata()) == list(init.getdata())
@@ -306,8 +307,47 @@ def test_request_from_file_refuses_inputs_outside_the_creations_folder(tmp_path)
     info.add_itxt("dreamworld", json.dumps(record))
     (tmp_path / "day").mkdir()
     gradient().save(tmp_path / "day" / "x.png", pnginfo=info)
-    with pytest.raises(CreationError, match="outside the creations folder"):
+    with pytest.raises(CreationError, match="names the init_image '../../secret.png', which is not an input stored"):
         creations.request_from_file(tmp_path / "day" / "x.png", tmp_path)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("init_image", "{near}/private.png"),  # beside the untrusted file: its grandparent holds the private image
+    ("init_image", "{abs}"),  # an absolute path
+    ("mask", "2024-01-01/00001-a-creation.png"),  # inside the creations folder, but not a stored input
+    ("mask", "inputs/../2024-01-01/00001-a-creation.png"),
+    ("init_image", "inputs/0123456789abcdef.png"),  # the right form, but no such stored input
+    ("init_image", 123),
+])
+def test_a_creation_s_inputs_come_only_from_the_creations_inputs_folder(tmp_path, name, value):
+    """Issue 19: a tampered image whose JSON names a private file must not get that file copied into
+    creations/inputs (which the GUI serves): only stored inputs are read back."""
+    creations_dir, private = tmp_path / "creations", tmp_path / "secret" / "private.png"
+    private.parent.mkdir()
+    gradient().save(private)
+    (creations_dir / "2024-01-01").mkdir(parents=True)
+    gradient().save(creations_dir / "2024-01-01" / "00001-a-creation.png")
+    if isinstance(value, str):
+        value = value.format(near="secret", abs=private)
+    stored = creations.store_input(gradient(), creations_dir)
+    record = {**make_request(mode="inpaint", init_image=stored, mask=stored).to_dict(), name: value,
+              "dreamworld_version": "0"}
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("dreamworld", json.dumps(record))
+    (tmp_path / "day").mkdir()
+    gradient().save(tmp_path / "day" / "x.png", pnginfo=info)
+    before = all_files(creations_dir)
+    with pytest.raises(CreationError, match=f"'x.png' names the {name} ") as error:
+        creations.request_from_file(tmp_path / "day" / "x.png", creations_dir)
+    assert "\n" not in str(error.value)
+    assert all_files(creations_dir) == before
+
+
+def test_a_creation_used_as_an_input_is_stored_as_an_input(tmp_path):
+    creations_dir = tmp_path / "creations"
+    path, _ = save(make_request(), creations_dir)
+    stored = creations.store_input(path, creations_dir)
+    assert re.fullmatch(r"inputs/[0-9a-f]{16}\.png", stored) and creations.store_input(stored, creations_dir) == stored
 
 
 # ----- untrusted uploads -------------------------------------------------------------

@@ -7,18 +7,52 @@ A case is (id, argv after `app.py`, files to make first, words the one-line erro
 """
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
 
 import pytest
+from PIL import Image, PngImagePlugin
 
 from dreamworld.settings import PROJECT_DIR
 
 from .conftest import files_in
 
+
+# ----- issue 19 (b): untrusted files, schedules, saving, sizes -------------------------------------
+def _png(record: dict | None = None) -> bytes:
+    buffer, info = io.BytesIO(), PngImagePlugin.PngInfo()
+    if record is not None:
+        info.add_itxt("dreamworld", json.dumps({**record, "dreamworld_version": "0"}))
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def _tampered_creation(tmp) -> bytes:
+    """{tmp}/x.png whose JSON names {tmp}/private.png by a path relative to the file's grandparent folder."""
+    return _png({"prompt": "x", "mode": "img2img", "init_image": f"{tmp.name}/private.png", "steps": 2,
+                 "width": 64, "height": 64})
+
+
+def _tampered_run(tmp) -> bytes:
+    """A cinema.json whose init_image is a private file's absolute path."""
+    fields = {"prompt": "x", "init_image": str(tmp / "private.png"), "frames": 2, "steps": 2, "width": 64,
+              "height": 64}
+    return json.dumps({"dreamworld_version": "0", "cinema": fields}).encode()
+
+
+ISSUE_19B = [
+    ("from-image-names-a-private-file", ["generate", "--from", "{tmp}/x.png"],
+     {"private.png": _png(), "x.png": _tampered_creation}, "from: 'x.png' names the init_image"),
+    ("cinema-from-names-a-private-file", ["cinema", "--from", "{tmp}/cinema.json"],
+     {"private.png": _png(), "cinema.json": _tampered_run}, "from: 'cinema.json' names the init_image"),
+]
+
 CASES = [
     # id, argv, files, words
     ("unknown-flag", ["generate", "--prompt", "x", "--stepz", "3"], {}, "unrecognized arguments: --stepz"),
+    *ISSUE_19B,
 ]
 
 
