@@ -73,6 +73,30 @@ def test_malformed_schedules_report_the_position(text, position, words):
     assert str(e).startswith(f"zoom schedule has an error at character {position + 1}: ")
 
 
+@pytest.mark.parametrize("text, position, words", [
+    ("+".join(["0.001"] * 1000), 1000, "the expression is 5999 characters long, more than the 1000 allowed"),
+    ("0:(1), 9:(" + "+".join(["t"] * 600) + ")", 1010, "the expression is 1199 characters long"),
+    ("1 if t < 1 else " * 300 + "0", 1000, "the expression is 4801 characters long"),
+    ("-" * 150 + "1", 100, "nests more than 100 operations inside one another"),
+    ("0:(" + "sin(" * 120 + "t" + ")" * 120 + ")", 3 + 4 * 100, "nests more than 100 operations"),
+    ("0:(1), " * 40000 + "1:(2)", 250_000, "the schedule is 280005 characters long, more than the 250000 allowed"),
+])
+def test_huge_or_deep_schedules_are_refused_before_python_recurses(text, position, words):
+    """Issue 19: 1000 terms or a long chain of conditionals hit Python's RecursionError, which named no field."""
+    with pytest.raises(schedules.ScheduleError) as error:
+        schedules.parse(text, "zoom").values(10)
+    assert error.value.field == "zoom" and error.value.position == position and words in str(error.value)
+    assert str(error.value).startswith("zoom schedule has an error at character")
+    # the limits are far from what a person writes
+    assert schedules.parse("1 if t < 1 else " * 60 + "0", "x").values(2) == [1.0, 0.0]
+    assert len(schedules.parse("".join(f"{i}:(1.0123), " for i in range(10000)), "x").values(3)) == 3
+
+
+def test_deeply_nested_prompts_json_is_one_sentence():
+    with pytest.raises(schedules.ScheduleError, match="prompts schedule has an error at character 1: the JSON nests"):
+        schedules.parse_prompts("[" * 100_000, "prompts")
+
+
 def test_positions_count_characters_not_bytes():
     with pytest.raises(schedules.ScheduleError) as error:
         schedules.parse("0:(1+ǅ)", "angle")

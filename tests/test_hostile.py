@@ -47,6 +47,12 @@ ISSUE_19B = [
      {"private.png": _png(), "x.png": _tampered_creation}, "from: 'x.png' names the init_image"),
     ("cinema-from-names-a-private-file", ["cinema", "--from", "{tmp}/cinema.json"],
      {"private.png": _png(), "cinema.json": _tampered_run}, "from: 'cinema.json' names the init_image"),
+    ("schedule-of-1000-terms", ["cinema", "--prompt", "x", "--zoom", "+".join(["0.001"] * 1000)], {},
+     "zoom schedule has an error at character 1001: the expression is 5999 characters long"),
+    ("schedule-of-chained-conditionals", ["cinema", "--prompt", "x", "--angle", "1 if t < 1 else " * 300 + "0"], {},
+     "angle schedule has an error at character 1001: the expression is 4801 characters long"),
+    ("schedule-nested-too-deep", ["cinema", "--prompt", "x", "--zoom=" + "-" * 150 + "1"], {},
+     "zoom schedule has an error at character 101: the expression nests more than 100 operations"),
 ]
 
 CASES = [
