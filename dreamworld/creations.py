@@ -16,13 +16,16 @@ their content hash.
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import io
 import json
 import os
 import re
+import tempfile
 import threading
 import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
 
 import piexif
@@ -141,6 +144,42 @@ def request_from_parameters(params: dict) -> dict:
 
 
 # ----- files ------------------------------------------------------------------------
+def _reason(error: OSError) -> str:
+    """Why a file could not be written, in words."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full (free some space and try again)"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "it is not writable"
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        return "a part of that path is a file, not a folder"
+    return (error.strerror or str(error) or type(error).__name__).rstrip(".").lower()
+
+
+@contextmanager
+def _saving(where: Path):
+    """Report a failure to write files in `where` (a full disk...) as one sentence."""
+    try:
+        yield
+    except OSError as e:
+        raise CreationError(f"cannot save in {where}: {_reason(e)}") from None
+
+
+def check_folder(creations_dir) -> Path:
+    """Make the creations folder if it is missing and check that files can be written in it: called before
+    anything is generated, so that a run never fails only when it is saved."""
+    folder = Path(creations_dir)
+    if folder.exists() and not folder.is_dir():
+        raise CreationError(f"the creations folder {folder} is a file, not a folder; choose another creations folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as e:
+        raise CreationError(f"the creations folder {folder} cannot be used: {_reason(e)}") from None
+    return folder
+
+
 def _write_atomic(path: Path, data: bytes | None = None, save=None) -> None:
     """Write `data` (or call `save(file)`) to a hidden temp file beside `path`, then rename it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
@@ -227,8 +266,9 @@ def store_input(image_or_path, creations_dir) -> str:
     data = buffer.getvalue()
     target = creations_dir / INPUTS / f"{hashlib.sha256(data).hexdigest()[:16]}.png"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target, data)
+        with _saving(target.parent):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(target, data)
     return target.relative_to(creations_dir).as_posix()
 
 
@@ -271,7 +311,7 @@ def save_creation(image, request: Request, *, parameters: str, creations_dir, in
     write_image = _encoder(image, request.format, parameters, record)
     slug = "-".join(filter(None, (_slug(request.prompt), _slug(index_hint)))) or "image"
     folder = creations_dir / datetime.date.today().isoformat()
-    with _save_lock:
+    with _save_lock, _saving(folder):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{_next_number(folder):05d}-{slug}.{request.format}"
         text_path = path.with_suffix(".txt")
@@ -296,7 +336,7 @@ def frame_name(index: int) -> str:
 def new_run_folder(creations_dir, prompt: str) -> Path:
     """Make and return an empty `<creations>/<date>/<NNNNN>-<slug>/` folder for a cinema run."""
     folder = Path(creations_dir) / datetime.date.today().isoformat()
-    with _save_lock:
+    with _save_lock, _saving(folder):
         folder.mkdir(parents=True, exist_ok=True)
         run = folder / f"{_next_number(folder):05d}-{_slug(prompt) or 'cinema'}"
         run.mkdir()
@@ -321,15 +361,21 @@ def save_frame(image, request: Request, *, parameters: str, run_dir, index: int,
                                                                           **cinema}})
     path = run_dir / frame_name(index)
     write_image = _encoder(image, "png", parameters, record)
-    _write_atomic(path.with_suffix(".txt"), parameters.encode("utf-8"))
-    _write_atomic(path, save=write_image)
+    with _saving(run_dir):
+        _write_atomic(path.with_suffix(".txt"), parameters.encode("utf-8"))
+        try:
+            _write_atomic(path, save=write_image)
+        except BaseException:
+            path.with_suffix(".txt").unlink(missing_ok=True)
+            raise
     return path
 
 
 def write_json(path, data: dict) -> Path:
     """Write JSON atomically."""
     path = Path(path)
-    _write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    with _saving(path.parent):
+        _write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return path
 
 
@@ -348,8 +394,9 @@ def store_file(path, creations_dir) -> str:
         raise CreationError(f"cannot read {path.name!r}: the file does not exist or is unreadable") from None
     target = creations_dir / INPUTS / f"{hashlib.sha256(data).hexdigest()[:16]}{path.suffix.lower()}"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target, data)
+        with _saving(target.parent):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(target, data)
     return target.relative_to(creations_dir).as_posix()
 
 

@@ -150,6 +150,7 @@ class DreamWorld:
         """Make request.count images (txt2img, img2img or inpaint) and save them as creations."""
         with self._lock:
             self._stop.clear()
+            creations.check_folder(self.creations_dir)  # before generating, not when saving
             backend = self.compile(request)
             request = self._resolve(request, backend)
             init_image, mask = self._inputs(request)
@@ -206,6 +207,7 @@ class DreamWorld:
         With `resume` (a run folder), the run's saved settings are used and its saved frames kept."""
         with self._lock:
             self._stop.clear()
+            creations.check_folder(self.creations_dir)  # before generating, not when saving
             run_dir = None
             if resume is not None:
                 run_dir = cinema.settings_file(resume).parent

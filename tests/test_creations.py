@@ -1,3 +1,4 @@
+import errno
 import io
 import json
 import re
@@ -234,7 +235,7 @@ def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch, fmt):
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CreationError, match=r"^cannot save in .*: disk full$"):
         save(make_request(format=fmt), tmp_path)
     assert all_files(tmp_path) == []
 
@@ -248,7 +249,7 @@ def test_failed_rename_leaves_nothing_behind(tmp_path, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(creations.os, "replace", replace)
-    with pytest.raises(OSError):
+    with pytest.raises(CreationError, match="no space"):
         save(make_request(), tmp_path)
     assert all_files(tmp_path) == []
 
@@ -348,6 +349,40 @@ def test_a_creation_used_as_an_input_is_stored_as_an_input(tmp_path):
     path, _ = save(make_request(), creations_dir)
     stored = creations.store_input(path, creations_dir)
     assert re.fullmatch(r"inputs/[0-9a-f]{16}\.png", stored) and creations.store_input(stored, creations_dir) == stored
+
+
+# ----- saving fails -----------------------------------------------------------------
+def _disk_fills_up(monkeypatch):
+    """The image writer writes part of the file, then the disk is full."""
+    def encoder(image, fmt, parameters, record):
+        def write(f):
+            f.write(b"\x89PNG partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write
+    monkeypatch.setattr(creations, "_encoder", encoder)
+
+
+def test_a_full_disk_while_saving_is_one_sentence_and_leaves_nothing(tmp_path, monkeypatch):
+    creations_dir = tmp_path / "creations"
+    _disk_fills_up(monkeypatch)
+    with pytest.raises(CreationError, match=r"^cannot save in .*: the disk is full \(free some space") as error:
+        save(make_request(), creations_dir)
+    assert "\n" not in str(error.value) and all_files(creations_dir) == []
+    run = creations.new_run_folder(creations_dir, "a run")
+    with pytest.raises(CreationError, match="the disk is full"):
+        creations.save_frame(gradient(), make_request(), parameters="p", run_dir=run, index=0,
+                             creations_dir=creations_dir, cinema={})
+    assert all_files(creations_dir) == []
+
+
+def test_the_creations_folder_is_checked_before_anything_is_made(tmp_path):
+    assert creations.check_folder(tmp_path / "new" / "creations").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CreationError, match=r"^the creations folder .*file is a file, not a folder"):
+        creations.check_folder(tmp_path / "file")
+    with pytest.raises(CreationError, match=r"cannot be used: a part of that path is a file, not a folder$"):
+        creations.check_folder(tmp_path / "file" / "creations")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["creations", "file", "new"]  # no probe left
 
 
 # ----- untrusted uploads -------------------------------------------------------------

@@ -53,6 +53,10 @@ ISSUE_19B = [
      "angle schedule has an error at character 1001: the expression is 4801 characters long"),
     ("schedule-nested-too-deep", ["cinema", "--prompt", "x", "--zoom=" + "-" * 150 + "1"], {},
      "zoom schedule has an error at character 101: the expression nests more than 100 operations"),
+    ("creations-dir-is-a-file", ["generate", "--prompt", "x", "--creations-dir", "{tmp}/file"], {"file": b"x"},
+     "error: the creations folder"),
+    ("cinema-creations-dir-is-a-file", ["cinema", "--prompt", "x", "--creations-dir", "{tmp}/file"], {"file": b"x"},
+     "is a file, not a folder"),
 ]
 
 CASES = [

@@ -162,3 +162,27 @@ def test_embedded_model_is_found_whatever_the_models_folder(tmp_path):
     world = DreamWorld(settings=Settings(), models_dir=tmp_path / "empty", creations_dir=tmp_path / "out")
     assert [m.name for m in world.list_models()] == ["dreamworld-tiny"]
     assert world.create(prompt="x", seed=1, **FAST).paths
+
+
+def test_an_unusable_creations_folder_is_refused_before_the_model_is_loaded(tmp_path, monkeypatch):
+    """Issue 19: a creations folder that is a file failed only after generating (NotADirectoryError)."""
+    from dreamworld import DreamWorld
+    from dreamworld.settings import Settings
+
+    (tmp_path / "file").write_text("x")
+    world = DreamWorld(settings=Settings(), creations_dir=tmp_path / "file")
+    monkeypatch.setattr(DreamWorld, "compile", lambda *a: pytest.fail("the model was loaded"))
+    with pytest.raises(creations.CreationError, match="is a file, not a folder"):
+        world.create(prompt="x", **FAST)
+    with pytest.raises(creations.CreationError, match="is a file, not a folder"):
+        world.animate(prompt="x", frames=2, **FAST)
+
+
+def test_a_full_disk_while_saving_is_one_sentence(world, tmp_path, monkeypatch):
+    from .test_creations import _disk_fills_up
+
+    monkeypatch.setattr(world, "creations_dir", tmp_path)
+    _disk_fills_up(monkeypatch)
+    with pytest.raises(creations.CreationError, match="the disk is full"):
+        world.create(prompt="x", **FAST)
+    assert files_in(tmp_path) == set()
