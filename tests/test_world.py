@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from dreamworld import creations
+from dreamworld.backends.base import BackendError
 from dreamworld.schema import RequestError
 
 from .conftest import FAST, files_in, pixels
@@ -138,21 +139,33 @@ def test_interrupt_stops_before_saving(world):
     assert files_in(world.creations_dir) == before
 
 
-def test_out_of_memory_is_one_sentence_and_writes_nothing(world, monkeypatch):
+@pytest.mark.parametrize("raised, words", [
+    (lambda torch: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "image; try a smaller"),
+    # issue 19: the CPU allocator raises a plain RuntimeError (seen at 2048x2048 under `prlimit --as=4500000000`)
+    (lambda torch: RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+                                "you tried to allocate 17179869184 bytes. Error code 12 (Cannot allocate memory)"),
+     "image (it needed 16.0 GiB more); try a smaller size or fewer images"),
+    (lambda torch: MemoryError(), "image; try a smaller size or fewer images"),
+], ids=["cuda", "cpu-allocator", "python"])
+def test_out_of_memory_is_one_sentence_and_writes_nothing(world, monkeypatch, raised, words):
     import torch
 
     world.create(prompt="x", seed=1, **FAST)  # loaded
     pipe = world.backend._pipe("txt2img")
 
     def exhausted(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        raise raised(torch)
 
     monkeypatch.setattr(type(pipe), "__call__", exhausted)
     before = files_in(world.creations_dir)
-    with pytest.raises(Exception) as error:
+    with pytest.raises(BackendError) as error:
         world.create(prompt="x", seed=1, **FAST)
-    assert str(error.value).startswith("out of memory on cpu making a 64x64 image")
+    assert str(error.value).startswith("out of memory on cpu making a 64x64 image") and words in str(error.value)
+    assert "\n" not in str(error.value)
     assert files_in(world.creations_dir) == before
+    monkeypatch.setattr(type(pipe), "__call__", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="^other$"):  # other failures are not called out of memory
+        world.create(prompt="x", seed=1, **FAST)
 
 
 def test_embedded_model_is_found_whatever_the_models_folder(tmp_path):
