@@ -144,7 +144,7 @@ def _convert(name: str, value: Any, fields: dict | None = None) -> Any:
             return None
         raise RequestError(name, f"{name} is required ({allowed(name, fields)})")
     if f.metadata["kind"] in ("image", "video"):
-        return value if not hasattr(value, "__fspath__") else str(value)
+        return _file(name, value, f.metadata["kind"])
     if f.metadata["kind"] == "schedule":
         if value == "" and f.default == "":
             return ""  # an optional schedule left out
@@ -173,6 +173,21 @@ def _convert(name: str, value: Any, fields: dict | None = None) -> Any:
             raise RequestError(name, f"{name} must be a whole number {allowed(name, fields)}, got {value!r}")
         return int(number)
     return number
+
+
+def _file(name: str, value: Any, kind: str):
+    """A file field's value: a path (text or path-like) or, for images, a PIL image."""
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "__fspath__"):
+        return str(value.__fspath__())
+    if kind == "image":
+        from PIL import Image
+        if isinstance(value, Image.Image):
+            return value
+    shown = repr(value) if len(repr(value)) <= 40 else type(value).__name__
+    what = "a file path or a PIL image" if kind == "image" else "a file path"
+    raise RequestError(name, f"{name} must be {what}, got {shown}")
 
 
 def check_range(name: str, value, fields: dict | None = None, frame: int | None = None) -> None:

@@ -148,6 +148,7 @@ class DreamWorld:
 
     def generateArt(self, request: Request, on_progress: Callable[[Progress], None] | None = None) -> Result:
         """Make request.count images (txt2img, img2img or inpaint) and save them as creations."""
+        _check_callback(on_progress)
         with self._lock:
             self._stop.clear()
             creations.check_folder(self.creations_dir)  # before generating, not when saving
@@ -205,6 +206,7 @@ class DreamWorld:
         """Make an animation (see cinema.py): plan it, make its frames, write its video.
 
         With `resume` (a run folder), the run's saved settings are used and its saved frames kept."""
+        _check_callback(on_progress)
         with self._lock:
             self._stop.clear()
             creations.check_folder(self.creations_dir)  # before generating, not when saving
@@ -298,6 +300,12 @@ class DreamWorld:
             mask = mask.getchannel("A")  # a painted layer: the strokes are what to repaint
         mask = mask.convert("L").resize(size, Image.NEAREST)
         return init, mask
+
+
+def _check_callback(on_progress) -> None:
+    if on_progress is not None and not callable(on_progress):
+        raise RequestError("on_progress", f"on_progress must be callable (a function given the progress), "
+                                          f"got {on_progress!r}"[:200])
 
 
 def _graph_key(cls, request: Request, backend: Backend) -> dict:

@@ -199,3 +199,23 @@ def test_a_full_disk_while_saving_is_one_sentence(world, tmp_path, monkeypatch):
     with pytest.raises(creations.CreationError, match="the disk is full"):
         world.create(prompt="x", **FAST)
     assert files_in(tmp_path) == set()
+
+
+@pytest.mark.parametrize("fields, field, words", [
+    (dict(mode="img2img", init_image=123), "init_image", "init_image must be a file path or a PIL image, got 123"),
+    (dict(mode="inpaint", init_image="a.png", mask=[1, 2]), "mask", "mask must be a file path or a PIL image, got [1, 2]"),
+    (dict(on_progress=5), "on_progress", "on_progress must be callable (a function given the progress), got 5"),
+])
+def test_python_api_wrong_types_are_request_errors_naming_the_field(tmp_path, fields, field, words):
+    """Issue 19: these raised a raw TypeError."""
+    from dreamworld import DreamWorld
+    from dreamworld.settings import Settings
+
+    world = DreamWorld(settings=Settings(), creations_dir=tmp_path)
+    with pytest.raises(RequestError) as error:
+        world.create(prompt="x", **fields, **FAST)
+    assert error.value.field == field and str(error.value) == words
+    if field == "on_progress":
+        with pytest.raises(RequestError, match="on_progress must be callable"):
+            world.animate(prompt="x", frames=2, on_progress=5, **FAST)
+    assert files_in(tmp_path) == set()
