@@ -32,7 +32,7 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     frame: int = 0  # cinema: 1-based index of the frame being made
     frames: int = 0
-    latest: str | None = None  # cinema: the last frame saved
+    latest: str | None = None  # the last image (cinema: frame) saved
 
     @property
     def fraction(self) -> float:
@@ -168,6 +168,9 @@ class DreamWorld:
                     on_progress(progress)
 
             for i in range(request.count):
+                if self._stop.is_set():  # interrupted while the previous image was saved
+                    result.interrupted = True
+                    break
                 seed = (request.seed + i) % (schema.MAX_SEED + 1)
                 progress.image, progress.step = i + 1, 0
                 job = Job(stored.replace(seed=seed), seed, init_image, mask, on_step, self._stop.is_set)
@@ -185,6 +188,9 @@ class DreamWorld:
                 result.images.append(image)
                 result.seeds.append(seed)
                 result.parameters.append(text)
+                progress.latest = str(path)
+                if on_progress:
+                    on_progress(progress)
             return result
 
     # ----- cinema -------------------------------------------------------------------

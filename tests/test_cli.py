@@ -1,4 +1,5 @@
 """The headless command line: stdout holds only paths, bad input exits 2 with one line naming the field."""
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,24 @@ def test_common_flags_work_before_the_subcommand(out, tmp_path):
     assert Path(path).is_relative_to(out)
     request = creations.read_creation(path)["request"]
     assert (request["steps"], request["guidance_scale"], request["model"]) == (3, 2.5, "dreamworld-tiny")
+
+
+def test_ctrl_c_keeps_and_prints_every_saved_image_and_exits_130(tmp_path):
+    """Issue 19: Ctrl-C during `generate --count 16` exited 130 with an empty stdout although images were
+    saved. Each path is printed as soon as it is saved; the first Ctrl-C stops at the next step."""
+    command = [sys.executable, str(PROJECT_DIR / "app.py"), "generate", "--prompt", "a red ring", "--count", "16",
+               "--steps", "2", "--width", "64", "--height", "64", "--seed", "1", "--creations-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_DIR)
+    try:
+        first = process.stdout.readline()  # the first image is saved
+        assert first.strip(), process.stderr.read()
+        process.send_signal(signal.SIGINT)
+        rest, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    printed = [Path(line) for line in (first + rest).splitlines()]
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == [f"interrupted: {len(printed)} of 16 images are saved"]
+    assert 1 <= len(printed) < 16 and all(p.is_file() for p in printed)
+    assert set(printed) == {p for p in files_in(tmp_path) if p.suffix == ".png"}
+    assert {p.with_suffix(".png") for p in files_in(tmp_path) if p.suffix == ".txt"} == set(printed)
