@@ -371,6 +371,38 @@ def save_frame(image, request: Request, *, parameters: str, run_dir, index: int,
     return path
 
 
+# A writer's hidden temp file: `.NAME.PID-THREAD.tmp` (_write_atomic) or `.STEM.PID-THREAD.tmp.EXT` (videos).
+_TEMP = re.compile(r"^\..+?(?:\.(\d+)-\d+)?\.tmp(?:\.\w+)?$")
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name != "posix":  # elsewhere os.kill(pid, 0) would not just ask
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, as another user's process
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder) -> list[Path]:
+    """Remove the temp files that writers which died (`kill -9`, a power cut) left in `folder`: those
+    whose writer process is gone or unknown. Return what was removed."""
+    removed = []
+    for path in Path(folder).iterdir():
+        match = _TEMP.match(path.name)
+        if not match or not path.is_file() or (match.group(1) and _writer_alive(int(match.group(1)))):
+            continue
+        try:
+            path.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def write_json(path, data: dict) -> Path:
     """Write JSON atomically."""
     path = Path(path)

@@ -222,6 +222,7 @@ class DreamWorld:
                 if not run_dir.resolve().is_relative_to(self.creations_dir.resolve()):
                     raise creations.CreationError(f"{run_dir.name!r} is not a run in the creations folder "
                                                   f"{self.creations_dir}")
+                creations.remove_stale_temp_files(run_dir)  # a killed run's half-written video or frame
                 request = schema.validate_cinema(cinema.load_settings(run_dir, self.creations_dir))
             if request.motion != "video":  # schedule errors at once, before loading a model
                 cinema.evaluate(request, request.frames or cinema.DEFAULT_FRAMES)

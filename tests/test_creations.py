@@ -375,6 +375,24 @@ def test_a_full_disk_while_saving_is_one_sentence_and_leaves_nothing(tmp_path, m
     assert all_files(creations_dir) == []
 
 
+def test_temp_files_of_dead_writers_are_removed_and_those_of_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    stale = [".00001-x.tmp.mp4", f".00001-a-run.{dead}-140001.tmp.mp4", f".frame_00002.png.{dead}-7.tmp",
+             f".cinema.json.{dead}-7.tmp", ".frame_00003.txt.tmp"]
+    kept = [f".00001-a-run.{os.getppid()}-1.tmp.gif", f".frame_00004.png.{os.getpid()}-1.tmp", "frame_00000.png",
+            ".hidden", "notes.tmp", "x.tmp.mp4"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"x")
+    removed = creations.remove_stale_temp_files(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
 def test_the_creations_folder_is_checked_before_anything_is_made(tmp_path):
     assert creations.check_folder(tmp_path / "new" / "creations").is_dir()
     (tmp_path / "file").write_text("x")
