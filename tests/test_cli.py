@@ -147,3 +147,28 @@ def test_ctrl_c_keeps_and_prints_every_saved_image_and_exits_130(tmp_path):
     assert 1 <= len(printed) < 16 and all(p.is_file() for p in printed)
     assert set(printed) == {p for p in files_in(tmp_path) if p.suffix == ".png"}
     assert {p.with_suffix(".png") for p in files_in(tmp_path) if p.suffix == ".txt"} == set(printed)
+
+
+def test_a_diffusers_folder_of_bin_weights_loads_without_noise(tmp_path):
+    """Issue 19: diffusers logged "Defaulting to unsafe serialization" (it loads .bin weights-only) for each
+    .bin component. The weights are checked weights-only first, then loaded without those lines."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from .conftest import TINY
+
+    folder = tmp_path / "models" / "Stable-diffusion" / "tiny-bin"
+    shutil.copytree(TINY, folder)
+    for sub, name, pickled in (("unet", "diffusion_pytorch_model", "diffusion_pytorch_model"),
+                               ("vae", "diffusion_pytorch_model", "diffusion_pytorch_model"),
+                               ("text_encoder", "model", "pytorch_model")):
+        torch.save(load_file(folder / sub / f"{name}.safetensors"), folder / sub / f"{pickled}.bin")
+        (folder / sub / f"{name}.safetensors").unlink()
+    run = app("generate", "--prompt", "a red ring", "--seed", "3", "--steps", "2", "--width", "64", "--height", "64",
+              "--models-dir", str(tmp_path / "models"), "--model", "tiny-bin", creations_dir=tmp_path / "out")
+    assert (run.returncode, run.stderr) == (0, "")
+    reference = app("generate", "--prompt", "a red ring", "--seed", "3", "--steps", "2", "--width", "64", "--height",
+                    "64", creations_dir=tmp_path / "out")
+    assert np.array_equal(pixels(run.stdout.strip()), pixels(reference.stdout.strip()))

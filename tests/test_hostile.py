@@ -3,7 +3,8 @@ line), with nothing half-written in the creations folder and nothing read from w
 
 New surfaces (the HTTP API, LoRA and ControlNet files, TIFF states) add their rows to CASES.
 A case is (id, argv after `app.py`, files to make first, words the one-line error must hold).
-`files` maps a name to bytes or a callable(tmp_path) -> bytes; `{tmp}` in argv is the case's folder.
+`files` maps a name (a path under the case's folder) to bytes or a callable(tmp_path) -> bytes; `{tmp}` in argv
+is the case's folder.
 """
 from __future__ import annotations
 
@@ -42,6 +43,28 @@ def _tampered_run(tmp) -> bytes:
     return json.dumps({"dreamworld_version": "0", "cinema": fields}).encode()
 
 
+class _Armed:
+    """Unpickling this runs code (it would print to stderr, failing the one-line check)."""
+
+    def __reduce__(self):
+        return exec, ("import sys; sys.stderr.write('the pickled code ran\\n')",)
+
+
+def _raw_pickle(tmp) -> bytes:
+    """A plain pickle (protocol 4), not torch.save's format: torch warns about its protocol as it refuses it."""
+    import pickle
+    return pickle.dumps({"state_dict": {}, "callbacks": _Armed()}, protocol=4)
+
+
+def _armed_bin(tmp) -> bytes:
+    import torch
+    buffer = io.BytesIO()
+    torch.save({"conv_in.weight": torch.zeros(1), "callbacks": _Armed()}, buffer)
+    return buffer.getvalue()
+
+
+MODELS = ["--models-dir", "{tmp}/models", "--steps", "1", "--width", "64", "--height", "64"]
+
 ISSUE_19B = [
     ("from-image-names-a-private-file", ["generate", "--from", "{tmp}/x.png"],
      {"private.png": _png(), "x.png": _tampered_creation}, "from: 'x.png' names the init_image"),
@@ -57,6 +80,14 @@ ISSUE_19B = [
      "error: the creations folder"),
     ("cinema-creations-dir-is-a-file", ["cinema", "--prompt", "x", "--creations-dir", "{tmp}/file"], {"file": b"x"},
      "is a file, not a folder"),
+    ("raw-pickle-checkpoint", ["generate", "--prompt", "x", "--model", "raw", *MODELS],
+     {"models/Stable-diffusion/raw.ckpt": _raw_pickle}, "error: raw.ckpt is not a readable PyTorch checkpoint"),
+    ("raw-pickle-vae", ["generate", "--prompt", "x", "--vae", "raw", *MODELS],
+     {"models/VAE/raw.ckpt": _raw_pickle}, "error: raw.ckpt is not a readable PyTorch checkpoint"),
+    ("armed-bin-in-a-diffusers-folder", ["generate", "--prompt", "x", "--model", "armed", *MODELS],
+     {"models/Stable-diffusion/armed/model_index.json": b"{}",
+      "models/Stable-diffusion/armed/unet/diffusion_pytorch_model.bin": _armed_bin},
+     "error: armed/unet/diffusion_pytorch_model.bin was refused: besides tensors it holds pickled Python objects"),
 ]
 
 CASES = [
@@ -79,6 +110,7 @@ def test_hostile_input_is_one_sentence_and_writes_nothing(tmp_path, argv, files,
     creations_dir = tmp_path / "creations"
     creations_dir.mkdir()
     for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data(tmp_path) if callable(data) else data)
     run = _run(argv, tmp_path, creations_dir)
     assert run.returncode == 2, run.stderr
