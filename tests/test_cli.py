@@ -1,4 +1,5 @@
 """The headless command line: stdout holds only paths, bad input exits 2 with one line naming the field."""
+import os
 import signal
 import subprocess
 import sys
@@ -147,6 +148,15 @@ def test_ctrl_c_keeps_and_prints_every_saved_image_and_exits_130(tmp_path):
     assert 1 <= len(printed) < 16 and all(p.is_file() for p in printed)
     assert set(printed) == {p for p in files_in(tmp_path) if p.suffix == ".png"}
     assert {p.with_suffix(".png") for p in files_in(tmp_path) if p.suffix == ".txt"} == set(printed)
+
+
+def test_importing_dreamworld_and_its_backends_prints_nothing():
+    """Issue 19: three transformers warnings ("requires torchvision") on every run."""
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_VERBOSITY"}
+    for code in ("import dreamworld.world", "import dreamworld.backends.torch_backend"):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                             cwd=PROJECT_DIR, env=env)
+        assert (run.returncode, run.stdout, run.stderr) == (0, "", ""), code
 
 
 def test_a_diffusers_folder_of_bin_weights_loads_without_noise(tmp_path):
