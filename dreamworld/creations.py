@@ -33,10 +33,12 @@ import piexif.helper
 from PIL import Image, ImageOps, PngImagePlugin
 
 from . import __version__
-from .schema import FIELDS, SCHEDULERS, Request
+from .schema import FIELDS, SCHEDULERS, Request, RequestError
 
 MAX_SIDE = 8192
 JPEG_QUALITY = 95
+JPEG_EXIF_LIMIT = 65533  # bytes of a JPEG APP1 segment's content
+JPEG_EXIF_MARGIN = 2048  # for what check_fits() cannot know before the model is loaded (its name)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 INPUTS = "inputs"
 
@@ -272,6 +274,31 @@ def store_input(image_or_path, creations_dir) -> str:
     return target.relative_to(creations_dir).as_posix()
 
 
+def _exif(parameters: str, record: dict) -> bytes:
+    return piexif.dump({
+        "0th": {piexif.ImageIFD.ImageDescription: json.dumps(record).encode("ascii")},
+        "Exif": {piexif.ExifIFD.UserComment: piexif.helper.UserComment.dump(parameters, encoding="unicode")},
+    })
+
+
+def check_fits(request: Request) -> None:
+    """Refuse, before anything is generated, a request whose metadata its file format cannot hold: a JPEG's
+    EXIF segment holds 64 KiB, and the prompts are in it twice (the parameters text, UTF-16, and the JSON).
+    The model's name and hash are not known yet: a margin is kept for them."""
+    if request.format != "jpg":
+        return
+    record = {name: getattr(request, name) for name in FIELDS} | {"dreamworld_version": __version__}
+    for name in ("init_image", "mask"):
+        if record[name] is not None:
+            record[name] = f"{INPUTS}/0123456789abcdef.png"
+    parameters = format_parameters(request, seed=2**32 - 1, model_name=request.model, model_hash="0123456789",
+                                   width=9999, height=9999, version=f"dreamworld {__version__}")
+    if len(_exif(parameters, record)) > JPEG_EXIF_LIMIT - JPEG_EXIF_MARGIN:
+        length = len(request.prompt) + len(request.negative_prompt)
+        raise RequestError("prompt", f"prompt is too long to embed in a JPEG file's metadata ({length} characters "
+                                     "with the negative prompt); use format png or webp, or a shorter prompt")
+
+
 def _encoder(image: Image.Image, fmt: str, parameters: str, record: dict):
     """A function that writes `image` with its embedded metadata to an open file."""
     if fmt == "png":
@@ -279,12 +306,9 @@ def _encoder(image: Image.Image, fmt: str, parameters: str, record: dict):
         info.add_text("parameters", parameters)
         info.add_itxt("dreamworld", json.dumps(record, ensure_ascii=False))
         return lambda f: image.save(f, format="PNG", pnginfo=info)
-    exif = piexif.dump({
-        "0th": {piexif.ImageIFD.ImageDescription: json.dumps(record).encode("ascii")},
-        "Exif": {piexif.ExifIFD.UserComment: piexif.helper.UserComment.dump(parameters, encoding="unicode")},
-    })
+    exif = _exif(parameters, record)
     if fmt == "jpg":
-        if len(exif) > 65533:
+        if len(exif) > JPEG_EXIF_LIMIT:
             raise CreationError("the prompt is too long to embed in a JPEG file; save as png or webp")
         rgb = image if image.mode in ("RGB", "L") else image.convert("RGB")
         return lambda f: rgb.save(f, format="JPEG", quality=JPEG_QUALITY, exif=exif)

@@ -152,6 +152,7 @@ class DreamWorld:
         with self._lock:
             self._stop.clear()
             creations.check_folder(self.creations_dir)  # before generating, not when saving
+            creations.check_fits(request)
             backend = self.compile(request)
             request = self._resolve(request, backend)
             init_image, mask = self._inputs(request)

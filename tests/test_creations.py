@@ -11,7 +11,7 @@ from PIL import Image, PngImagePlugin
 
 from dreamworld import __version__, creations
 from dreamworld.creations import CreationError
-from dreamworld.schema import Request
+from dreamworld.schema import Request, RequestError
 
 NASTY_PROMPT = 'a fox, "quoted": yes,\nsecond line: with colon\n\u00e9t\u00e9 \U0001f98a'
 NASTY_NEGATIVE = "blurry, low quality\nsecond: negative line"
@@ -349,6 +349,19 @@ def test_a_creation_used_as_an_input_is_stored_as_an_input(tmp_path):
     path, _ = save(make_request(), creations_dir)
     stored = creations.store_input(path, creations_dir)
     assert re.fullmatch(r"inputs/[0-9a-f]{16}\.png", stored) and creations.store_input(stored, creations_dir) == stored
+
+
+def test_a_jpeg_prompt_too_long_for_its_metadata_is_refused_before_generating(tmp_path):
+    """check_fits (called before generating) and the save agree, with a margin for the model's name."""
+    fits = make_request(prompt="a" * 20000, negative_prompt="", format="jpg")
+    creations.check_fits(fits)
+    save(fits, tmp_path)
+    too_long = make_request(prompt="a" * 21000, negative_prompt="", format="jpg")
+    with pytest.raises(RequestError) as error:
+        creations.check_fits(too_long)
+    assert error.value.field == "prompt" and "too long to embed in a JPEG" in str(error.value)
+    creations.check_fits(too_long.replace(format="png"))
+    creations.check_fits(too_long.replace(format="webp"))
 
 
 # ----- saving fails -----------------------------------------------------------------

@@ -88,6 +88,8 @@ ISSUE_19B = [
      {"models/Stable-diffusion/armed/model_index.json": b"{}",
       "models/Stable-diffusion/armed/unet/diffusion_pytorch_model.bin": _armed_bin},
      "error: armed/unet/diffusion_pytorch_model.bin was refused: besides tensors it holds pickled Python objects"),
+    ("jpeg-prompt-too-long", ["generate", "--prompt", "a fox " * 7000, "--format", "jpg"], {},
+     "error: prompt is too long to embed in a JPEG file's metadata (42000 characters"),
 ]
 
 CASES = [
