@@ -127,6 +127,45 @@ def test_sampler_mapping(sampler, schedule, expected):
     assert creations.request_from_parameters(creations.parse_parameters(text)).get("scheduler") == expected
 
 
+@pytest.mark.parametrize("prompt, negative", [
+    ("a fox\nSteps: 1, Sampler: Euler, CFG scale: 2", ""),  # parameters-looking lines inside a prompt
+    ("line\nSteps: 1, Seed: 2, Size: 3x3", "neg\nSteps: 4, Seed: 5, Size: 6x6"),
+    ('a "quoted", fox: yes\n\nafter a blank line', "x\n\ny"),
+    ("", "only a negative prompt"),
+    ("p", "Negative prompt: inside the negative prompt"),
+    ("Size: 64x64, Seed: 1, Steps: 2", ""),  # the whole prompt looks like parameters, but is not the last line
+])
+def test_tricky_prompts_round_trip_through_the_parameters_text(prompt, negative):
+    text = params_for(make_request(prompt=prompt, negative_prompt=negative))
+    params = creations.parse_parameters(text)
+    assert (params["prompt"], params["negative_prompt"]) == (prompt, negative)
+    assert params["Seed"] == "1234" and params["Size"] == "64x64"
+
+
+@pytest.mark.parametrize("text, expected", [
+    # the last line is parameters only if three `Key: value` pairs are found in it
+    ("a fox\nSteps: 3, Seed: 4", {"prompt": "a fox\nSteps: 3, Seed: 4", "negative_prompt": ""}),
+    ("a fox\nNegative prompt: b\nc\nSteps: 3, Seed: 4, Size: 5x6",
+     {"prompt": "a fox", "negative_prompt": "b\nc", "Steps": "3", "Seed": "4", "Size": "5x6"}),
+    # an empty value is left out (A1111 drops it), a value is not stripped past what the grammar takes
+    ("p\nSteps: 3, Sampler: , Seed: 4, Size: 5x6", {"prompt": "p", "negative_prompt": "", "Steps": "3", "Seed": "4",
+                                                   "Size": "5x6"}),
+    ('p\nSteps: 3, Model: "a, b: c", Seed: "x\\"y"', {"prompt": "p", "negative_prompt": "", "Steps": "3",
+                                                     "Model": "a, b: c", "Seed": 'x"y'}),
+    # the format has no escape: a prompt's own `Negative prompt:` line starts the negative prompt, as in A1111
+    ("a fox\nNegative prompt: of its own\nSteps: 3, Seed: 4, Size: 5x6",
+     {"prompt": "a fox", "negative_prompt": "of its own", "Steps": "3", "Seed": "4", "Size": "5x6"}),
+])
+def test_parameters_text_is_read_as_a1111_reads_it(text, expected):
+    assert creations.parse_parameters(text) == expected
+
+
+def test_a_prompt_the_text_cannot_hold_is_re_run_exactly_from_the_json(tmp_path):
+    request = make_request(prompt="a fox\nNegative prompt: is part of the prompt", negative_prompt="")
+    path, _ = save(request, tmp_path)
+    assert creations.request_from_file(path, tmp_path)["prompt"] == request.prompt
+
+
 def test_parse_text_without_parameters_line_is_all_prompt():
     params = creations.parse_parameters("just a prompt, nothing: else")
     assert params == {"prompt": "just a prompt, nothing: else", "negative_prompt": ""}
