@@ -111,6 +111,15 @@ def make_world(args):
     return DreamWorld(settings=settings.load(args.settings, required=bool(args.settings)), **folders)
 
 
+def stop_gracefully(world) -> None:
+    """The first Ctrl-C stops at the next step, keeping what is saved; a second one stops at once."""
+    def stop(signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        world.interrupt()
+
+    signal.signal(signal.SIGINT, stop)
+
+
 def cmd_generate(args) -> int:
     from dreamworld import creations
     world = make_world(args)
@@ -121,11 +130,19 @@ def cmd_generate(args) -> int:
         except creations.CreationError as e:
             raise UserError(f"from: {e}") from None
     fields.update(given(args, schema.FIELDS))
-    result = world.create(**fields)
+    printed = set()
+
+    def show(path):  # each image's path as soon as it is saved
+        if str(path) not in printed:
+            printed.add(str(path))
+            print(path, flush=True)
+
+    stop_gracefully(world)
+    result = world.create(on_progress=lambda progress: progress.latest and show(progress.latest), **fields)
     for path in result.paths:
-        print(path, flush=True)
+        show(path)
     if result.interrupted:
-        print("interrupted", file=sys.stderr)
+        print(f"interrupted: {len(result.paths)} of {result.request.count} images are saved", file=sys.stderr)
         return 130
     return 0
 
@@ -134,12 +151,7 @@ def cmd_cinema(args) -> int:
     from dreamworld import cinema, creations
     world = make_world(args)
     flags = given(args, schema.CINEMA_FIELDS)
-
-    def stop(signum, frame):  # first Ctrl-C: finish at the next step, keeping the saved frames
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        world.interrupt()
-
-    signal.signal(signal.SIGINT, stop)
+    stop_gracefully(world)
     try:
         if args.resume:
             if flags or args.from_file:

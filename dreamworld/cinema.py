@@ -136,18 +136,18 @@ def settings_file(path) -> Path:
 
 
 def load_settings(path, creations_dir=None) -> dict:
-    """The CinemaRequest fields saved for a run (its folder, settings file or a frame), inputs as full paths."""
+    """The CinemaRequest fields saved for a run (its folder, settings file or a frame), inputs as full paths
+    (read back only from creations_dir's inputs/, see creations.stored_inputs)."""
     path = settings_file(path)
     try:
         fields = json.loads(path.read_text(encoding="utf-8"))["cinema"]
         assert isinstance(fields, dict)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+    except (OSError, ValueError, KeyError, TypeError, AssertionError, RecursionError):
         raise creations.CreationError(f"{path.name!r} in {path.parent.name!r} is not a readable cinema "
                                       "settings file") from None
     fields = {k: v for k, v in fields.items() if k in schema.CINEMA_FIELDS}
     inputs = [n for n, s in schema.CINEMA_FIELDS.items() if s.kind in ("image", "video")]
-    return creations.stored_inputs(fields, inputs, [creations_dir, path.parent.parent.parent],
-                                   path.name)
+    return creations.stored_inputs(fields, inputs, creations_dir, path.name)
 
 
 # ----- planning -------------------------------------------------------------------------------

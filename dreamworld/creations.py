@@ -16,13 +16,16 @@ their content hash.
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import io
 import json
 import os
 import re
+import tempfile
 import threading
 import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
 
 import piexif
@@ -30,21 +33,60 @@ import piexif.helper
 from PIL import Image, ImageOps, PngImagePlugin
 
 from . import __version__
-from .errors import CreationError
-from .infotext import parse_parameters, request_from_parameters
+from .errors import CreationError, RequestError
+from .infotext import format_parameters, parse_parameters, request_from_parameters
 from .schema import FIELDS, Request
 
 MAX_SIDE = 8192
 JPEG_QUALITY = 95
+JPEG_EXIF_LIMIT = 65533  # bytes of a JPEG APP1 segment's content
+JPEG_EXIF_MARGIN = 2048  # for what check_fits() cannot know before the model is loaded (its name)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 INPUTS = "inputs"
 
 INPUT_FIELDS = tuple(name for name, s in FIELDS.items() if s.kind == "image")  # stored in inputs/
 _NUMBERED = re.compile(r"^\.?(\d{5,})-")
+_STORED = re.compile(r"^inputs/[0-9a-f]{16}\.[a-z0-9]{1,5}$")  # a stored input: inputs/<content hash>.<ext>
 _save_lock = threading.Lock()
 
 
 # ----- files ------------------------------------------------------------------------
+def _reason(error: OSError) -> str:
+    """Why a file could not be written, in words."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full (free some space and try again)"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "it is not writable"
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        return "a part of that path is a file, not a folder"
+    return (error.strerror or str(error) or type(error).__name__).rstrip(".").lower()
+
+
+@contextmanager
+def _saving(where: Path):
+    """Report a failure to write files in `where` (a full disk...) as one sentence."""
+    try:
+        yield
+    except OSError as e:
+        raise CreationError(f"cannot save in {where}: {_reason(e)}") from None
+
+
+def check_folder(creations_dir) -> Path:
+    """Make the creations folder if it is missing and check that files can be written in it: called before
+    anything is generated, so that a run never fails only when it is saved."""
+    folder = Path(creations_dir)
+    if folder.exists() and not folder.is_dir():
+        raise CreationError(f"the creations folder {folder} is a file, not a folder; choose another creations folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as e:
+        raise CreationError(f"the creations folder {folder} cannot be used: {_reason(e)}") from None
+    return folder
+
+
 def _write_atomic(path: Path, data: bytes | None = None, save=None) -> None:
     """Write `data` (or call `save(file)`) to a hidden temp file beside `path`, then rename it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
@@ -72,6 +114,14 @@ def _next_number(folder: Path) -> int:
 
 def _is_inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
+
+
+def _stored_name(path: Path, creations_dir: Path) -> str | None:
+    """`inputs/<hash>.<ext>` if `path` is an input already stored in creations_dir, else None."""
+    if not path.is_file() or not _is_inside(path, creations_dir / INPUTS):
+        return None
+    name = path.resolve().relative_to(creations_dir.resolve()).as_posix()
+    return name if _STORED.match(name) else None
 
 
 def open_image(path) -> Image.Image:
@@ -105,7 +155,8 @@ def open_image(path) -> Image.Image:
 def store_input(image_or_path, creations_dir) -> str:
     """Keep an input image in <creations>/inputs/ (once per content) and return its path relative to creations_dir.
 
-    A path already inside creations_dir is returned relative, without copying.
+    An input already stored there is returned relative, without copying; any other image (a creation
+    used as an input included) is copied, so that metadata only ever names stored inputs.
     """
     creations_dir = Path(creations_dir)
     image = image_or_path
@@ -113,17 +164,45 @@ def store_input(image_or_path, creations_dir) -> str:
         path = Path(image_or_path)
         if not path.is_absolute() and (creations_dir / path).is_file():
             path = creations_dir / path
-        if path.is_file() and _is_inside(path, creations_dir):
-            return path.resolve().relative_to(creations_dir.resolve()).as_posix()
+        stored = _stored_name(path, creations_dir)
+        if stored:
+            return stored
         image = open_image(path)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     data = buffer.getvalue()
     target = creations_dir / INPUTS / f"{hashlib.sha256(data).hexdigest()[:16]}.png"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target, data)
+        with _saving(target.parent):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(target, data)
     return target.relative_to(creations_dir).as_posix()
+
+
+def _exif(parameters: str, record: dict) -> bytes:
+    return piexif.dump({
+        "0th": {piexif.ImageIFD.ImageDescription: json.dumps(record).encode("ascii")},
+        "Exif": {piexif.ExifIFD.UserComment: piexif.helper.UserComment.dump(parameters, encoding="unicode")},
+    })
+
+
+def check_fits(request: Request) -> None:
+    """Refuse, before anything is generated, a request whose metadata its file format cannot hold: a JPEG's
+    EXIF segment holds 64 KiB, and the prompts are in it twice (the parameters text, UTF-16, and the JSON).
+    The model's name and hash are not known yet: a margin is kept for them."""
+    if request.format != "jpg":
+        return
+    record = {name: value for name, value in request.to_dict().items() if name in FIELDS}
+    record["dreamworld_version"] = __version__
+    for name in INPUT_FIELDS:
+        if record[name] is not None:
+            record[name] = f"{INPUTS}/0123456789abcdef.png"
+    longest = request.replace(seed=2**32 - 1, width=9999, height=9999)
+    parameters = format_parameters(longest, {"Model hash": "0123456789", "Version": f"dreamworld {__version__}"})
+    if len(_exif(parameters, record)) > JPEG_EXIF_LIMIT - JPEG_EXIF_MARGIN:
+        length = len(request.prompt) + len(request.negative_prompt)
+        raise RequestError("prompt", f"prompt is too long to embed in a JPEG file's metadata ({length} characters "
+                                     "with the negative prompt); use format png or webp, or a shorter prompt")
 
 
 def _encoder(image: Image.Image, fmt: str, parameters: str, record: dict):
@@ -133,12 +212,9 @@ def _encoder(image: Image.Image, fmt: str, parameters: str, record: dict):
         info.add_text("parameters", parameters)
         info.add_itxt("dreamworld", json.dumps(record, ensure_ascii=False))
         return lambda f: image.save(f, format="PNG", pnginfo=info)
-    exif = piexif.dump({
-        "0th": {piexif.ImageIFD.ImageDescription: json.dumps(record).encode("ascii")},
-        "Exif": {piexif.ExifIFD.UserComment: piexif.helper.UserComment.dump(parameters, encoding="unicode")},
-    })
+    exif = _exif(parameters, record)
     if fmt == "jpg":
-        if len(exif) > 65533:
+        if len(exif) > JPEG_EXIF_LIMIT:
             raise CreationError("the prompt is too long to embed in a JPEG file; save as png or webp")
         rgb = image if image.mode in ("RGB", "L") else image.convert("RGB")
         return lambda f: rgb.save(f, format="JPEG", quality=JPEG_QUALITY, exif=exif)
@@ -165,7 +241,7 @@ def save_creation(image, request: Request, *, parameters: str, creations_dir, in
     write_image = _encoder(image, request.format, parameters, record)
     slug = "-".join(filter(None, (_slug(request.prompt), _slug(index_hint)))) or "image"
     folder = creations_dir / datetime.date.today().isoformat()
-    with _save_lock:
+    with _save_lock, _saving(folder):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{_next_number(folder):05d}-{slug}.{request.format}"
         text_path = path.with_suffix(".txt")
@@ -190,7 +266,7 @@ def frame_name(index: int) -> str:
 def new_run_folder(creations_dir, prompt: str) -> Path:
     """Make and return an empty `<creations>/<date>/<NNNNN>-<slug>/` folder for a cinema run."""
     folder = Path(creations_dir) / datetime.date.today().isoformat()
-    with _save_lock:
+    with _save_lock, _saving(folder):
         folder.mkdir(parents=True, exist_ok=True)
         run = folder / f"{_next_number(folder):05d}-{_slug(prompt) or 'cinema'}"
         run.mkdir()
@@ -215,41 +291,81 @@ def save_frame(image, request: Request, *, parameters: str, run_dir, index: int,
                                                                           **cinema}})
     path = run_dir / frame_name(index)
     write_image = _encoder(image, "png", parameters, record)
-    _write_atomic(path.with_suffix(".txt"), parameters.encode("utf-8"))
-    _write_atomic(path, save=write_image)
+    with _saving(run_dir):
+        _write_atomic(path.with_suffix(".txt"), parameters.encode("utf-8"))
+        try:
+            _write_atomic(path, save=write_image)
+        except BaseException:
+            path.with_suffix(".txt").unlink(missing_ok=True)
+            raise
     return path
+
+
+# A writer's hidden temp file: `.NAME.PID-THREAD.tmp` (_write_atomic) or `.STEM.PID-THREAD.tmp.EXT` (videos).
+_TEMP = re.compile(r"^\..+?(?:\.(\d+)-\d+)?\.tmp(?:\.\w+)?$")
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name != "posix":  # elsewhere os.kill(pid, 0) would not just ask
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, as another user's process
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder) -> list[Path]:
+    """Remove the temp files that writers which died (`kill -9`, a power cut) left in `folder`: those
+    whose writer process is gone or unknown. Return what was removed."""
+    removed = []
+    for path in Path(folder).iterdir():
+        match = _TEMP.match(path.name)
+        if not match or not path.is_file() or (match.group(1) and _writer_alive(int(match.group(1)))):
+            continue
+        try:
+            path.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def write_json(path, data: dict) -> Path:
     """Write JSON atomically."""
     path = Path(path)
-    _write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    with _saving(path.parent):
+        _write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return path
 
 
 def store_file(path, creations_dir) -> str:
     """Keep a copy of an input file (a video) in <creations>/inputs/ under its content hash; return its
-    path relative to creations_dir. A file already inside creations_dir is returned relative, uncopied."""
+    path relative to creations_dir. A file already stored there is returned relative, uncopied."""
     creations_dir, path = Path(creations_dir), Path(path)
     if not path.is_absolute() and (creations_dir / path).is_file():
         path = creations_dir / path
-    if _is_inside(path, creations_dir):
-        return path.resolve().relative_to(creations_dir.resolve()).as_posix()
+    stored = _stored_name(path, creations_dir)
+    if stored:
+        return stored
     try:
         data = path.read_bytes()
     except OSError:
         raise CreationError(f"cannot read {path.name!r}: the file does not exist or is unreadable") from None
     target = creations_dir / INPUTS / f"{hashlib.sha256(data).hexdigest()[:16]}{path.suffix.lower()}"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target, data)
+        with _saving(target.parent):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(target, data)
     return target.relative_to(creations_dir).as_posix()
 
 
 def _record(text) -> dict | None:
     try:
         record = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) and "dreamworld_version" in record else None
 
@@ -283,22 +399,32 @@ def read_creation(path) -> dict:
     return {"parameters": str(parameters) if parameters else None, "request": request}
 
 
-def stored_inputs(fields: dict, names, roots, source: str) -> dict:
-    """`fields` with its stored input files (relative to a creations folder) as full paths; a path that
-    leads outside every creations folder in `roots` is refused, as the file it came from is untrusted."""
-    roots = [Path(r) for r in roots if r is not None]
+def stored_inputs(fields: dict, names, creations_dir, source: str) -> dict:
+    """`fields` with the stored inputs it names as full paths.
+
+    The file the fields came from is untrusted: it may name only inputs stored in the creations folder
+    (`inputs/<content hash>.<ext>`, as store_input and store_file record them), never a path of its own
+    choosing, which could lead to any file the user can read."""
     for name in names:
-        if fields.get(name):
-            candidates = [root / fields[name] for root in roots]
-            chosen = next((c for c in candidates if c.is_file()), candidates[0])
-            if not any(_is_inside(chosen, root) for root in roots):
-                raise CreationError(f"{source!r} names a {name} outside the creations folder")
-            fields[name] = str(chosen)
+        value = fields.get(name)
+        if not value:
+            continue
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        path = Path(creations_dir) / value if creations_dir is not None and isinstance(value, str) else None
+        if path is None or not _STORED.match(value) or not _is_inside(path, Path(creations_dir) / INPUTS):
+            raise CreationError(f"{source!r} names the {name} {shown}, which is not an input stored in the "
+                                f"creations folder's {INPUTS}/; only those are read back")
+        if not path.is_file():
+            raise CreationError(f"{source!r} names the {name} {shown}, which is not in the creations folder "
+                                f"{creations_dir}")
+        fields[name] = str(path)
     return fields
 
 
 def request_from_file(path, creations_dir=None) -> dict:
-    """The Request fields to re-run the creation in `path` (count 1, stored inputs as absolute paths)."""
+    """The Request fields to re-run the creation in `path` (count 1, stored inputs as absolute paths).
+
+    Inputs are read back only from creations_dir's inputs/ (see stored_inputs)."""
     path = Path(path)
     data = read_creation(path)
     if data["request"] is not None and "cinema" in data["request"]:
@@ -308,7 +434,7 @@ def request_from_file(path, creations_dir=None) -> dict:
     if data["request"] is not None:
         fields = {k: v for k, v in data["request"].items() if k in FIELDS}
         fields.update(count=1, seeds=[])  # this image alone, at its own seed
-        return stored_inputs(fields, INPUT_FIELDS, [creations_dir, path.parent.parent], path.name)
+        return stored_inputs(fields, INPUT_FIELDS, creations_dir, path.name)
     if data["parameters"]:
         return request_from_parameters(parse_parameters(data["parameters"]))
     raise CreationError(f"{path.name!r} holds no generation parameters")

@@ -67,7 +67,17 @@ def format_parameters(request, extra: dict | None = None) -> str:
 
 
 def parse_parameters(text: str) -> dict:
-    """Parse A1111 parameters text into prompt, negative_prompt and every `Key: value` as text."""
+    """Parse A1111 parameters text into prompt, negative_prompt and every `Key: value` as text.
+
+    This reads text as A1111's own reader does (parse_generation_parameters in its
+    modules/infotext_utils.py), so that a text means here what it means there: the last line holds the
+    parameters only if at least three `Key: value` pairs are found in it (else it is prompt text);
+    every line before, stripped, is prompt until one that starts with `Negative prompt:`, and negative
+    prompt from there on; a value in double quotes is JSON-unquoted, and an empty value is left out.
+    The format has no escape: a prompt of its own with a line starting `Negative prompt:` reads back,
+    in A1111 and here, as a negative prompt from that line. DreamWorld's creations carry their request
+    as JSON too, and are re-run from that (creations.request_from_file), exactly.
+    """
     *lines, last = text.strip().split("\n")
     if len(_PARAM.findall(last)) < 3:
         lines.append(last)
@@ -80,8 +90,9 @@ def parse_parameters(text: str) -> dict:
         (negative if in_negative else prompt).append(line)
     result = {"prompt": "\n".join(prompt), "negative_prompt": "\n".join(negative)}
     for key, value in _PARAM.findall(last):
-        value = value.strip()
-        if len(value) > 1 and value[0] == value[-1] == '"':
+        if not value:
+            continue
+        if value[0] == value[-1] == '"':
             try:
                 value = json.loads(value)
             except ValueError:

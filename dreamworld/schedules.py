@@ -13,6 +13,8 @@ Expressions are parsed with Python's `ast` and evaluated by walking the tree wit
 of numbers, the names t, max_f, pi, e and tau, arithmetic, comparisons, `a if c else b` and
 the math functions in FUNCTIONS: nothing is ever passed to `eval`. Every problem is reported as
 a ScheduleError (a RequestError) naming the field and the character position of the problem.
+An expression is at most MAX_EXPRESSION characters and MAX_DEPTH operations deep (the tree is
+walked recursively), a schedule at most MAX_SCHEDULE characters.
 
 Prompts change by keyframe: {"0": "a forest", "24": "a city"} (a dict or its JSON text).
 """
@@ -28,6 +30,9 @@ from typing import Callable
 from .errors import RequestError
 
 VARIABLES = ("t", "max_f")
+MAX_SCHEDULE = 250_000  # characters of a whole schedule (a keyframe per frame for 10000 frames fits)
+MAX_EXPRESSION = 1000  # characters of one expression
+MAX_DEPTH = 100  # operations inside one another in one expression
 CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
 
@@ -124,9 +129,16 @@ def compile_expression(field_name: str, text: str, start: int, end: int,
     source = stripped.rstrip()
     if not source:
         raise ScheduleError(field_name, text, offset, "expected a number or an expression")
+    if len(source) > MAX_EXPRESSION:
+        raise ScheduleError(field_name, text, offset + MAX_EXPRESSION,
+                            f"the expression is {len(source)} characters long, more than the {MAX_EXPRESSION} "
+                            "allowed; split it into keyframes")
     flat = source.replace("\n", " ").replace("\r", " ").replace("\t", " ")
     try:
         tree = ast.parse(flat, mode="eval")
+    except (RecursionError, MemoryError):
+        raise ScheduleError(field_name, text, offset, f"the expression nests more than {MAX_DEPTH} operations "
+                                                      "inside one another; simplify it") from None
     except SyntaxError as e:
         where = (e.offset or 0) - 1 if e.offset else len(source)
         if e.msg.startswith("invalid") and e.msg.endswith("literal"):
@@ -219,8 +231,23 @@ def compile_expression(field_name: str, text: str, start: int, end: int,
             symbol = f"the operator {type(node.op).__name__}"
         fail(node, f"{symbol or kind} is not allowed in a schedule")
 
+    deep = _too_deep(tree.body)
+    if deep is not None:
+        fail(deep, f"the expression nests more than {MAX_DEPTH} operations inside one another; simplify it or "
+                   "split it into keyframes")
     evaluate = build(tree.body)
     return Expression(source, offset, evaluate, frozenset(names))
+
+
+def _too_deep(root: ast.AST):
+    """The first expression node nested deeper than MAX_DEPTH (found without recursing), or None."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return node
+        stack.extend((child, depth + isinstance(child, ast.expr)) for child in ast.iter_child_nodes(node))
+    return None
 
 
 # ----- schedules ------------------------------------------------------------------------
@@ -323,6 +350,9 @@ def parse(value, field_name: str = "schedule") -> Schedule:
         raise ScheduleError(field_name, str(text), 0, "expected a number or a schedule string")
     if not text.strip():
         raise ScheduleError(field_name, text, 0, "the schedule is empty")
+    if len(text) > MAX_SCHEDULE:
+        raise ScheduleError(field_name, text, MAX_SCHEDULE, f"the schedule is {len(text)} characters long, more "
+                                                            f"than the {MAX_SCHEDULE} allowed")
     if _top_level(text, 0, ":") == len(text):  # no keyframes: one expression for every frame
         zero = compile_expression(field_name, "0", 0, 1, ("max_f",))
         return Schedule(field_name, text, [Keyframe(zero, compile_expression(field_name, text, 0, len(text)), 0)])
@@ -425,6 +455,9 @@ def parse_prompts(value, field_name: str = "prompts", first: str | None = None) 
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ScheduleError(field_name, text, e.pos, f"not valid JSON: {e.msg}") from None
+        except RecursionError:
+            raise ScheduleError(field_name, text, 0, "the JSON nests too deeply; expected an object such as "
+                                                     '{"0": "a forest", "24": "a city"}') from None
         if not isinstance(data, dict):
             raise ScheduleError(field_name, text, 0,
                                 'expected an object such as {"0": "a forest", "24": "a city"}')

@@ -143,12 +143,14 @@ def _boolean(s: Spec, value) -> bool:
 
 
 def _file(s: Spec, value):
+    """A file field's value: a path (text or path-like) or, for images, a PIL image."""
     if isinstance(value, (str, os.PathLike)):
         return os.fspath(value)
     if s.kind == "image" and hasattr(value, "getbands"):  # a PIL image
         return value
-    kinds = "a file path or an image" if s.kind == "image" else "a file path"
-    raise RequestError(s.name, f"{s.name} must be {kinds}, got {type(value).__name__}")
+    shown = repr(value) if len(repr(value)) <= 40 else type(value).__name__
+    what = "a file path or a PIL image" if s.kind == "image" else "a file path"
+    raise RequestError(s.name, f"{s.name} must be {what}, got {shown}")
 
 
 def _number(s: Spec, value, name: str | None = None):

@@ -1,11 +1,16 @@
 """Writing and reading videos: mp4 through imageio-ffmpeg's bundled ffmpeg, GIF through Pillow.
 
 Files are written to a hidden temporary name beside the target and renamed when complete, so a
-failed or interrupted encoding never leaves a half-written video.
+failed or interrupted encoding never leaves a half-written video. On Linux the ffmpeg that encodes
+is killed when the thread that started it dies (even by `kill -9`), instead of finishing a
+temporary file nobody will rename; one left all the same (power loss) is removed when the run
+resumes (creations.remove_stale_temp_files).
 """
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +33,44 @@ def ffmpeg_exe() -> str:
         raise VideoError(f"no ffmpeg is available to write mp4 files ({e}); reinstall imageio-ffmpeg") from None
 
 
+_PR_SET_PDEATHSIG = 1
+_death_signal_lock = threading.Lock()
+
+
+def _ffmpeg_dies_with_its_parent() -> None:
+    """Linux: every ffmpeg that imageio-ffmpeg starts gets SIGKILL when the thread that started it dies.
+
+    imageio-ffmpeg takes no Popen arguments, so its private `_popen_kwargs()` is wrapped to add
+    prctl(PR_SET_PDEATHSIG) to the preexec_fn it already uses (os.setpgrp); where that function is
+    missing (another imageio-ffmpeg version) or IMAGEIO_FFMPEG_NO_PREVENT_SIGINT asks for no preexec_fn,
+    nothing changes and a killed run may leave ffmpeg finishing its temp file."""
+    if not sys.platform.startswith("linux") or os.getenv("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT"):
+        return
+    from imageio_ffmpeg import _io
+
+    with _death_signal_lock:
+        original = getattr(_io, "_popen_kwargs", None)
+        if original is None or getattr(original, "dies_with_parent", False):
+            return
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+        def popen_kwargs(*args, **kwargs):
+            options = original(*args, **kwargs)
+            before, parent = options.get("preexec_fn"), os.getpid()
+
+            def preexec():
+                if before is not None:
+                    before()
+                prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                if os.getppid() != parent:  # the parent died before the signal was asked for
+                    os._exit(1)
+            return {**options, "preexec_fn": preexec}
+
+        popen_kwargs.dies_with_parent = True
+        _io._popen_kwargs = popen_kwargs
+
+
 def _temp(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
 
@@ -45,6 +88,7 @@ def write_mp4(frames: Iterable[np.ndarray], path, fps: float, quality: float = 8
     path = Path(path)
     exe = ffmpeg_exe()
     os.environ.setdefault("IMAGEIO_FFMPEG_EXE", exe)
+    _ffmpeg_dies_with_its_parent()
     tmp = _temp(path)
     writer = None
     try:
@@ -148,6 +192,7 @@ def _ffmpeg_frames(path: Path) -> Iterator[tuple[float, np.ndarray]]:
     import imageio_ffmpeg
 
     os.environ.setdefault("IMAGEIO_FFMPEG_EXE", ffmpeg_exe())
+    _ffmpeg_dies_with_its_parent()
     try:
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)

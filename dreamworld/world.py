@@ -30,7 +30,7 @@ class Progress:
     steps: int = 0
     frame: int = 0  # cinema: 1-based index of the frame being made
     frames: int = 0
-    latest: str | None = None  # cinema: the last frame saved
+    latest: str | None = None  # the last image (cinema: frame) saved
 
     @property
     def fraction(self) -> float:
@@ -159,8 +159,11 @@ class DreamWorld:
 
     def generateArt(self, request: Request, on_progress: Callable[[Progress], None] | None = None) -> Result:
         """Make request.count images (txt2img, img2img or inpaint) and save them as creations."""
+        _check_callback(on_progress)
         with self._lock:
             self._stop.clear()
+            creations.check_folder(self.creations_dir)  # before generating, not when saving
+            creations.check_fits(request)
             backend = self.compile(request)
             request = self._resolve(request, backend)
             init_image, mask = self._inputs(request)
@@ -177,6 +180,9 @@ class DreamWorld:
                     on_progress(progress)
 
             for i, seed in enumerate(request.image_seeds()):
+                if self._stop.is_set():  # interrupted while the previous image was saved
+                    result.interrupted = True
+                    break
                 progress.image, progress.step = i + 1, 0
                 job = Job(stored.replace(seed=seed), seed, init_image, mask, on_step, self._stop.is_set)
                 try:
@@ -192,6 +198,9 @@ class DreamWorld:
                 result.images.append(image)
                 result.seeds.append(seed)
                 result.parameters.append(text)
+                progress.latest = str(path)
+                if on_progress:
+                    on_progress(progress)
             return result
 
     # ----- cinema -------------------------------------------------------------------
@@ -220,14 +229,17 @@ class DreamWorld:
         """Make an animation (see cinema.py): plan it, make its frames, write its video.
 
         With `resume` (a run folder), the run's saved settings are used and its saved frames kept."""
+        _check_callback(on_progress)
         with self._lock:
             self._stop.clear()
+            creations.check_folder(self.creations_dir)  # before generating, not when saving
             run_dir = None
             if resume is not None:
                 run_dir = cinema.settings_file(resume).parent
                 if not run_dir.resolve().is_relative_to(self.creations_dir.resolve()):
                     raise creations.CreationError(f"{run_dir.name!r} is not a run in the creations folder "
                                                   f"{self.creations_dir}")
+                creations.remove_stale_temp_files(run_dir)  # a killed run's half-written video or frame
                 request = schema.validate_cinema(cinema.load_settings(run_dir, self.creations_dir))
             if request.motion != "video":  # schedule errors at once, before loading a model
                 cinema.evaluate(request, request.frames or cinema.DEFAULT_FRAMES)
@@ -311,6 +323,12 @@ class DreamWorld:
             mask = mask.getchannel("A")  # a painted layer: the strokes are what to repaint
         mask = mask.convert("L").resize(size, Image.NEAREST)
         return init, mask
+
+
+def _check_callback(on_progress) -> None:
+    if on_progress is not None and not callable(on_progress):
+        raise RequestError("on_progress", f"on_progress must be callable (a function given the progress), "
+                                          f"got {on_progress!r}"[:200])
 
 
 def _graph_key(cls, request: Request, backend: Backend) -> dict:

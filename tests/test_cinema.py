@@ -1,6 +1,7 @@
 """Cinema: schedules, frame transforms, videos and runs on the embedded model."""
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,30 @@ def test_malformed_schedules_report_the_position(text, position, words):
     assert e.position == position, str(e)
     assert words in str(e)
     assert str(e).startswith(f"zoom schedule has an error at character {position + 1}: ")
+
+
+@pytest.mark.parametrize("text, position, words", [
+    ("+".join(["0.001"] * 1000), 1000, "the expression is 5999 characters long, more than the 1000 allowed"),
+    ("0:(1), 9:(" + "+".join(["t"] * 600) + ")", 1010, "the expression is 1199 characters long"),
+    ("1 if t < 1 else " * 300 + "0", 1000, "the expression is 4801 characters long"),
+    ("-" * 150 + "1", 100, "nests more than 100 operations inside one another"),
+    ("0:(" + "sin(" * 120 + "t" + ")" * 120 + ")", 3 + 4 * 100, "nests more than 100 operations"),
+    ("0:(1), " * 40000 + "1:(2)", 250_000, "the schedule is 280005 characters long, more than the 250000 allowed"),
+])
+def test_huge_or_deep_schedules_are_refused_before_python_recurses(text, position, words):
+    """Issue 19: 1000 terms or a long chain of conditionals hit Python's RecursionError, which named no field."""
+    with pytest.raises(schedules.ScheduleError) as error:
+        schedules.parse(text, "zoom").values(10)
+    assert error.value.field == "zoom" and error.value.position == position and words in str(error.value)
+    assert str(error.value).startswith("zoom schedule has an error at character")
+    # the limits are far from what a person writes
+    assert schedules.parse("1 if t < 1 else " * 60 + "0", "x").values(2) == [1.0, 0.0]
+    assert len(schedules.parse("".join(f"{i}:(1.0123), " for i in range(10000)), "x").values(3)) == 3
+
+
+def test_deeply_nested_prompts_json_is_one_sentence():
+    with pytest.raises(schedules.ScheduleError, match="prompts schedule has an error at character 1: the JSON nests"):
+        schedules.parse_prompts("[" * 100_000, "prompts")
 
 
 def test_positions_count_characters_not_bytes():
@@ -249,6 +274,66 @@ def test_mp4_and_gif_read_back_with_their_frame_count_and_rate(tmp_path):
     assert not (tmp_path / "odd.mp4").exists()
 
 
+KILLED_WRITER = """
+import os, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from dreamworld import video
+
+def frames():
+    for i in range(100000):
+        if i == 3:  # ffmpeg runs: keep its stdin open in a forked sleeper, then die as `kill -9` does
+            me = os.getpid()
+            ffmpeg = [int(p) for p in os.listdir("/proc") if p.isdigit() and
+                      open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(me)]
+            sleeper = os.fork()
+            if sleeper == 0:
+                os.closerange(0, 3)
+                time.sleep(60)
+                os._exit(0)
+            print(*ffmpeg, sleeper, flush=True)
+            os.kill(me, 9)
+        yield np.zeros((64, 64, 3), np.uint8)
+
+video.write_mp4(frames(), sys.argv[1], 12)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_ffmpeg_dies_with_the_process_writing_the_video(tmp_path):
+    """Issue 19: after `kill -9` of a run, ffmpeg went on writing its temp file beside the frames."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from dreamworld.settings import PROJECT_DIR
+
+    with open(tmp_path / "pids", "w") as out:  # no pipes: ffmpeg would hold them open
+        run = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "out.mp4"), str(PROJECT_DIR)],
+                             stdout=out, stderr=subprocess.DEVNULL, timeout=120)
+    *ffmpeg, sleeper = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
+    try:
+        assert run.returncode == -signal.SIGKILL and len(ffmpeg) == 1
+
+        def alive(pid):
+            try:
+                return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+            except FileNotFoundError:
+                return False
+        deadline = time.monotonic() + 10
+        while alive(ffmpeg[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(ffmpeg[0]), "ffmpeg outlived the process that started it"
+    finally:
+        os.kill(sleeper, signal.SIGKILL)
+        for pid in ffmpeg:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_the_mp4_is_h264_yuv420p():
     import subprocess
     import tempfile
@@ -380,7 +465,7 @@ def test_run_settings_cannot_reach_outside_the_creations_folder(world, tmp_path)
     outside.mkdir()
     settings = {"cinema": {"prompt": "x", "init_image": "../../../etc/hostname"}}
     (outside / cinema.RUN_SETTINGS).write_text(json.dumps(settings))
-    with pytest.raises(creations.CreationError, match="names a init_image outside the creations folder"):
+    with pytest.raises(creations.CreationError, match="names the init_image '../../../etc/hostname', which is not"):
         cinema.load_settings(outside, world.creations_dir)
     with pytest.raises(creations.CreationError, match="'run' is not a run in the creations folder"):
         world.resume_cinema(outside)
@@ -396,8 +481,12 @@ def test_resume_after_an_interrupt_continues_without_redoing_frames(world, zoom_
     kept = {p.name: p.read_bytes() for p in first.frames}
     assert sorted(kept) == ["frame_00000.png", "frame_00001.png"]
     assert not list(first.run_dir.glob("*.mp4"))
+    # issue 19: what a `kill -9` while the video was written leaves (ffmpeg went on writing its temp file)
+    stale = first.run_dir / ".00001-x.tmp.mp4"
+    stale.write_bytes(b"\0\0\0\x20ftypisom")
     seen = []
     resumed = world.resume_cinema(first.run_dir, on_progress=lambda p: seen.append(p.frame))
+    assert not stale.exists()
     assert not resumed.interrupted and resumed.made == [2, 3] and min(seen) == 3
     assert {p.name: p.read_bytes() for p in resumed.frames[:2]} == kept
     # the same pixels as the run that was never interrupted

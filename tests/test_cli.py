@@ -1,4 +1,6 @@
 """The headless command line: stdout holds only paths, bad input exits 2 with one line naming the field."""
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +127,58 @@ def test_common_flags_work_before_the_subcommand(out, tmp_path):
     assert Path(path).is_relative_to(out)
     request = creations.read_creation(path)["request"]
     assert (request["steps"], request["guidance_scale"], request["model"]) == (3, 2.5, "dreamworld-tiny")
+
+
+def test_ctrl_c_keeps_and_prints_every_saved_image_and_exits_130(tmp_path):
+    """Issue 19: Ctrl-C during `generate --count 16` exited 130 with an empty stdout although images were
+    saved. Each path is printed as soon as it is saved; the first Ctrl-C stops at the next step."""
+    command = [sys.executable, str(PROJECT_DIR / "app.py"), "generate", "--prompt", "a red ring", "--count", "16",
+               "--steps", "2", "--width", "64", "--height", "64", "--seed", "1", "--creations-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_DIR)
+    try:
+        first = process.stdout.readline()  # the first image is saved
+        assert first.strip(), process.stderr.read()
+        process.send_signal(signal.SIGINT)
+        rest, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    printed = [Path(line) for line in (first + rest).splitlines()]
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == [f"interrupted: {len(printed)} of 16 images are saved"]
+    assert 1 <= len(printed) < 16 and all(p.is_file() for p in printed)
+    assert set(printed) == {p for p in files_in(tmp_path) if p.suffix == ".png"}
+    assert {p.with_suffix(".png") for p in files_in(tmp_path) if p.suffix == ".txt"} == set(printed)
+
+
+def test_importing_dreamworld_and_its_backends_prints_nothing():
+    """Issue 19: three transformers warnings ("requires torchvision") on every run."""
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_VERBOSITY"}
+    for code in ("import dreamworld.world", "import dreamworld.backends.torch_backend"):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                             cwd=PROJECT_DIR, env=env)
+        assert (run.returncode, run.stdout, run.stderr) == (0, "", ""), code
+
+
+def test_a_diffusers_folder_of_bin_weights_loads_without_noise(tmp_path):
+    """Issue 19: diffusers logged "Defaulting to unsafe serialization" (it loads .bin weights-only) for each
+    .bin component. The weights are checked weights-only first, then loaded without those lines."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from .conftest import TINY
+
+    folder = tmp_path / "models" / "Stable-diffusion" / "tiny-bin"
+    shutil.copytree(TINY, folder)
+    for sub, name, pickled in (("unet", "diffusion_pytorch_model", "diffusion_pytorch_model"),
+                               ("vae", "diffusion_pytorch_model", "diffusion_pytorch_model"),
+                               ("text_encoder", "model", "pytorch_model")):
+        torch.save(load_file(folder / sub / f"{name}.safetensors"), folder / sub / f"{pickled}.bin")
+        (folder / sub / f"{name}.safetensors").unlink()
+    run = app("generate", "--prompt", "a red ring", "--seed", "3", "--steps", "2", "--width", "64", "--height", "64",
+              "--models-dir", str(tmp_path / "models"), "--model", "tiny-bin", creations_dir=tmp_path / "out")
+    assert (run.returncode, run.stderr) == (0, "")
+    reference = app("generate", "--prompt", "a red ring", "--seed", "3", "--steps", "2", "--width", "64", "--height",
+                    "64", creations_dir=tmp_path / "out")
+    assert np.array_equal(pixels(run.stdout.strip()), pixels(reference.stdout.strip()))

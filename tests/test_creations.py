@@ -1,3 +1,4 @@
+import errno
 import io
 import json
 import re
@@ -10,7 +11,7 @@ from PIL import Image, PngImagePlugin
 
 from dreamworld import __version__, creations, infotext
 from dreamworld.creations import CreationError
-from dreamworld.schema import Request
+from dreamworld.schema import Request, RequestError
 
 NASTY_PROMPT = 'a fox, "quoted": yes,\nsecond line: with colon\n\u00e9t\u00e9 \U0001f98a'
 NASTY_NEGATIVE = "blurry, low quality\nsecond: negative line"
@@ -121,6 +122,45 @@ def test_sampler_mapping(sampler, schedule, expected):
     assert infotext.request_from_parameters(infotext.parse_parameters(text)).get("scheduler") == expected
 
 
+@pytest.mark.parametrize("prompt, negative", [
+    ("a fox\nSteps: 1, Sampler: Euler, CFG scale: 2", ""),  # parameters-looking lines inside a prompt
+    ("line\nSteps: 1, Seed: 2, Size: 3x3", "neg\nSteps: 4, Seed: 5, Size: 6x6"),
+    ('a "quoted", fox: yes\n\nafter a blank line', "x\n\ny"),
+    ("", "only a negative prompt"),
+    ("p", "Negative prompt: inside the negative prompt"),
+    ("Size: 64x64, Seed: 1, Steps: 2", ""),  # the whole prompt looks like parameters, but is not the last line
+])
+def test_tricky_prompts_round_trip_through_the_parameters_text(prompt, negative):
+    text = params_for(make_request(prompt=prompt, negative_prompt=negative))
+    params = infotext.parse_parameters(text)
+    assert (params["prompt"], params["negative_prompt"]) == (prompt, negative)
+    assert params["Seed"] == "1234" and params["Size"] == "64x64"
+
+
+@pytest.mark.parametrize("text, expected", [
+    # the last line is parameters only if three `Key: value` pairs are found in it
+    ("a fox\nSteps: 3, Seed: 4", {"prompt": "a fox\nSteps: 3, Seed: 4", "negative_prompt": ""}),
+    ("a fox\nNegative prompt: b\nc\nSteps: 3, Seed: 4, Size: 5x6",
+     {"prompt": "a fox", "negative_prompt": "b\nc", "Steps": "3", "Seed": "4", "Size": "5x6"}),
+    # an empty value is left out (A1111 drops it), a value is not stripped past what the grammar takes
+    ("p\nSteps: 3, Sampler: , Seed: 4, Size: 5x6", {"prompt": "p", "negative_prompt": "", "Steps": "3", "Seed": "4",
+                                                   "Size": "5x6"}),
+    ('p\nSteps: 3, Model: "a, b: c", Seed: "x\\"y"', {"prompt": "p", "negative_prompt": "", "Steps": "3",
+                                                     "Model": "a, b: c", "Seed": 'x"y'}),
+    # the format has no escape: a prompt's own `Negative prompt:` line starts the negative prompt, as in A1111
+    ("a fox\nNegative prompt: of its own\nSteps: 3, Seed: 4, Size: 5x6",
+     {"prompt": "a fox", "negative_prompt": "of its own", "Steps": "3", "Seed": "4", "Size": "5x6"}),
+])
+def test_parameters_text_is_read_as_a1111_reads_it(text, expected):
+    assert infotext.parse_parameters(text) == expected
+
+
+def test_a_prompt_the_text_cannot_hold_is_re_run_exactly_from_the_json(tmp_path):
+    request = make_request(prompt="a fox\nNegative prompt: is part of the prompt", negative_prompt="")
+    path, _ = save(request, tmp_path)
+    assert creations.request_from_file(path, tmp_path)["prompt"] == request.prompt
+
+
 def test_parse_text_without_parameters_line_is_all_prompt():
     params = infotext.parse_parameters("just a prompt, nothing: else")
     assert params == {"prompt": "just a prompt, nothing: else", "negative_prompt": ""}
@@ -229,7 +269,7 @@ def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch, fmt):
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CreationError, match=r"^cannot save in .*: disk full$"):
         save(make_request(format=fmt), tmp_path)
     assert all_files(tmp_path) == []
 
@@ -243,7 +283,7 @@ def test_failed_rename_leaves_nothing_behind(tmp_path, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(creations.os, "replace", replace)
-    with pytest.raises(OSError):
+    with pytest.raises(CreationError, match="no space"):
         save(make_request(), tmp_path)
     assert all_files(tmp_path) == []
 
@@ -276,7 +316,8 @@ def test_inputs_are_stored_once_by_content_and_rerun_from_file(tmp_path):
     record = creations.read_creation(again)["request"]
     assert record["init_image"].startswith("inputs/") and record["mask"].startswith("inputs/")
     fields = creations.request_from_file(path, creations_dir)
-    assert fields == creations.request_from_file(path)  # falls back to the grandparent folder
+    with pytest.raises(CreationError, match="names the init_image 'inputs/"):
+        creations.request_from_file(path)  # no creations folder: the inputs are not read from beside the file
     assert fields["init_image"] == str(creations_dir / record["init_image"])
     with Image.open(fields["init_image"]) as image:
         assert list(image.getdata()) == list(init.getdata())
@@ -301,8 +342,112 @@ def test_request_from_file_refuses_inputs_outside_the_creations_folder(tmp_path)
     info.add_itxt("dreamworld", json.dumps(record))
     (tmp_path / "day").mkdir()
     gradient().save(tmp_path / "day" / "x.png", pnginfo=info)
-    with pytest.raises(CreationError, match="outside the creations folder"):
+    with pytest.raises(CreationError, match="names the init_image '../../secret.png', which is not an input stored"):
         creations.request_from_file(tmp_path / "day" / "x.png", tmp_path)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("init_image", "{near}/private.png"),  # beside the untrusted file: its grandparent holds the private image
+    ("init_image", "{abs}"),  # an absolute path
+    ("mask", "2024-01-01/00001-a-creation.png"),  # inside the creations folder, but not a stored input
+    ("mask", "inputs/../2024-01-01/00001-a-creation.png"),
+    ("init_image", "inputs/0123456789abcdef.png"),  # the right form, but no such stored input
+    ("init_image", 123),
+])
+def test_a_creation_s_inputs_come_only_from_the_creations_inputs_folder(tmp_path, name, value):
+    """Issue 19: a tampered image whose JSON names a private file must not get that file copied into
+    creations/inputs (which the GUI serves): only stored inputs are read back."""
+    creations_dir, private = tmp_path / "creations", tmp_path / "secret" / "private.png"
+    private.parent.mkdir()
+    gradient().save(private)
+    (creations_dir / "2024-01-01").mkdir(parents=True)
+    gradient().save(creations_dir / "2024-01-01" / "00001-a-creation.png")
+    if isinstance(value, str):
+        value = value.format(near="secret", abs=private)
+    stored = creations.store_input(gradient(), creations_dir)
+    record = {**make_request(mode="inpaint", init_image=stored, mask=stored).to_dict(), name: value,
+              "dreamworld_version": "0"}
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("dreamworld", json.dumps(record))
+    (tmp_path / "day").mkdir()
+    gradient().save(tmp_path / "day" / "x.png", pnginfo=info)
+    before = all_files(creations_dir)
+    with pytest.raises(CreationError, match=f"'x.png' names the {name} ") as error:
+        creations.request_from_file(tmp_path / "day" / "x.png", creations_dir)
+    assert "\n" not in str(error.value)
+    assert all_files(creations_dir) == before
+
+
+def test_a_creation_used_as_an_input_is_stored_as_an_input(tmp_path):
+    creations_dir = tmp_path / "creations"
+    path, _ = save(make_request(), creations_dir)
+    stored = creations.store_input(path, creations_dir)
+    assert re.fullmatch(r"inputs/[0-9a-f]{16}\.png", stored) and creations.store_input(stored, creations_dir) == stored
+
+
+def test_a_jpeg_prompt_too_long_for_its_metadata_is_refused_before_generating(tmp_path):
+    """check_fits (called before generating) and the save agree, with a margin for the model's name."""
+    fits = make_request(prompt="a" * 20000, negative_prompt="", format="jpg")
+    creations.check_fits(fits)
+    save(fits, tmp_path)
+    too_long = make_request(prompt="a" * 21000, negative_prompt="", format="jpg")
+    with pytest.raises(RequestError) as error:
+        creations.check_fits(too_long)
+    assert error.value.field == "prompt" and "too long to embed in a JPEG" in str(error.value)
+    creations.check_fits(too_long.replace(format="png"))
+    creations.check_fits(too_long.replace(format="webp"))
+
+
+# ----- saving fails -----------------------------------------------------------------
+def _disk_fills_up(monkeypatch):
+    """The image writer writes part of the file, then the disk is full."""
+    def encoder(image, fmt, parameters, record):
+        def write(f):
+            f.write(b"\x89PNG partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write
+    monkeypatch.setattr(creations, "_encoder", encoder)
+
+
+def test_a_full_disk_while_saving_is_one_sentence_and_leaves_nothing(tmp_path, monkeypatch):
+    creations_dir = tmp_path / "creations"
+    _disk_fills_up(monkeypatch)
+    with pytest.raises(CreationError, match=r"^cannot save in .*: the disk is full \(free some space") as error:
+        save(make_request(), creations_dir)
+    assert "\n" not in str(error.value) and all_files(creations_dir) == []
+    run = creations.new_run_folder(creations_dir, "a run")
+    with pytest.raises(CreationError, match="the disk is full"):
+        creations.save_frame(gradient(), make_request(), parameters="p", run_dir=run, index=0,
+                             creations_dir=creations_dir, cinema={})
+    assert all_files(creations_dir) == []
+
+
+def test_temp_files_of_dead_writers_are_removed_and_those_of_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    stale = [".00001-x.tmp.mp4", f".00001-a-run.{dead}-140001.tmp.mp4", f".frame_00002.png.{dead}-7.tmp",
+             f".cinema.json.{dead}-7.tmp", ".frame_00003.txt.tmp"]
+    kept = [f".00001-a-run.{os.getppid()}-1.tmp.gif", f".frame_00004.png.{os.getpid()}-1.tmp", "frame_00000.png",
+            ".hidden", "notes.tmp", "x.tmp.mp4"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"x")
+    removed = creations.remove_stale_temp_files(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_the_creations_folder_is_checked_before_anything_is_made(tmp_path):
+    assert creations.check_folder(tmp_path / "new" / "creations").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CreationError, match=r"^the creations folder .*file is a file, not a folder"):
+        creations.check_folder(tmp_path / "file")
+    with pytest.raises(CreationError, match=r"cannot be used: a part of that path is a file, not a folder$"):
+        creations.check_folder(tmp_path / "file" / "creations")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["creations", "file", "new"]  # no probe left
 
 
 # ----- untrusted uploads -------------------------------------------------------------

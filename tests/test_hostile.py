@@ -3,18 +3,94 @@ line), with nothing half-written in the creations folder and nothing read from w
 
 New surfaces (the HTTP API, LoRA and ControlNet files, TIFF states) add their rows to CASES.
 A case is (id, argv after `app.py`, files to make first, words the one-line error must hold).
-`files` maps a name to bytes or a callable(tmp_path) -> bytes; `{tmp}` in argv is the case's folder.
+`files` maps a name (a path under the case's folder) to bytes or a callable(tmp_path) -> bytes; `{tmp}` in argv
+is the case's folder.
 """
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
 
 import pytest
+from PIL import Image, PngImagePlugin
 
 from dreamworld.settings import PROJECT_DIR
 
 from .conftest import files_in
+
+
+# ----- issue 19 (b): untrusted files, schedules, saving, sizes -------------------------------------
+def _png(record: dict | None = None) -> bytes:
+    buffer, info = io.BytesIO(), PngImagePlugin.PngInfo()
+    if record is not None:
+        info.add_itxt("dreamworld", json.dumps({**record, "dreamworld_version": "0"}))
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def _tampered_creation(tmp) -> bytes:
+    """{tmp}/x.png whose JSON names {tmp}/private.png by a path relative to the file's grandparent folder."""
+    return _png({"prompt": "x", "mode": "img2img", "init_image": f"{tmp.name}/private.png", "steps": 2,
+                 "width": 64, "height": 64})
+
+
+def _tampered_run(tmp) -> bytes:
+    """A cinema.json whose init_image is a private file's absolute path."""
+    fields = {"prompt": "x", "init_image": str(tmp / "private.png"), "frames": 2, "steps": 2, "width": 64,
+              "height": 64}
+    return json.dumps({"dreamworld_version": "0", "cinema": fields}).encode()
+
+
+class _Armed:
+    """Unpickling this runs code (it would print to stderr, failing the one-line check)."""
+
+    def __reduce__(self):
+        return exec, ("import sys; sys.stderr.write('the pickled code ran\\n')",)
+
+
+def _raw_pickle(tmp) -> bytes:
+    """A plain pickle (protocol 4), not torch.save's format: torch warns about its protocol as it refuses it."""
+    import pickle
+    return pickle.dumps({"state_dict": {}, "callbacks": _Armed()}, protocol=4)
+
+
+def _armed_bin(tmp) -> bytes:
+    import torch
+    buffer = io.BytesIO()
+    torch.save({"conv_in.weight": torch.zeros(1), "callbacks": _Armed()}, buffer)
+    return buffer.getvalue()
+
+
+MODELS = ["--models-dir", "{tmp}/models", "--steps", "1", "--width", "64", "--height", "64"]
+
+ISSUE_19B = [
+    ("from-image-names-a-private-file", ["generate", "--from", "{tmp}/x.png"],
+     {"private.png": _png(), "x.png": _tampered_creation}, "from: 'x.png' names the init_image"),
+    ("cinema-from-names-a-private-file", ["cinema", "--from", "{tmp}/cinema.json"],
+     {"private.png": _png(), "cinema.json": _tampered_run}, "from: 'cinema.json' names the init_image"),
+    ("schedule-of-1000-terms", ["cinema", "--prompt", "x", "--zoom", "+".join(["0.001"] * 1000)], {},
+     "zoom schedule has an error at character 1001: the expression is 5999 characters long"),
+    ("schedule-of-chained-conditionals", ["cinema", "--prompt", "x", "--angle", "1 if t < 1 else " * 300 + "0"], {},
+     "angle schedule has an error at character 1001: the expression is 4801 characters long"),
+    ("schedule-nested-too-deep", ["cinema", "--prompt", "x", "--zoom=" + "-" * 150 + "1"], {},
+     "zoom schedule has an error at character 101: the expression nests more than 100 operations"),
+    ("creations-dir-is-a-file", ["generate", "--prompt", "x", "--creations-dir", "{tmp}/file"], {"file": b"x"},
+     "error: the creations folder"),
+    ("cinema-creations-dir-is-a-file", ["cinema", "--prompt", "x", "--creations-dir", "{tmp}/file"], {"file": b"x"},
+     "is a file, not a folder"),
+    ("raw-pickle-checkpoint", ["generate", "--prompt", "x", "--model", "raw", *MODELS],
+     {"models/Stable-diffusion/raw.ckpt": _raw_pickle}, "error: raw.ckpt is not a readable PyTorch checkpoint"),
+    ("raw-pickle-vae", ["generate", "--prompt", "x", "--vae", "raw", *MODELS],
+     {"models/VAE/raw.ckpt": _raw_pickle}, "error: raw.ckpt is not a readable PyTorch checkpoint"),
+    ("armed-bin-in-a-diffusers-folder", ["generate", "--prompt", "x", "--model", "armed", *MODELS],
+     {"models/Stable-diffusion/armed/model_index.json": b"{}",
+      "models/Stable-diffusion/armed/unet/diffusion_pytorch_model.bin": _armed_bin},
+     "error: armed/unet/diffusion_pytorch_model.bin was refused: besides tensors it holds pickled Python objects"),
+    ("jpeg-prompt-too-long", ["generate", "--prompt", "a fox " * 7000, "--format", "jpg"], {},
+     "error: prompt is too long to embed in a JPEG file's metadata (42000 characters"),
+]
 
 CASES = [
     # id, argv, files, words
@@ -30,6 +106,7 @@ CASES = [
     ("settings-missing", ["--settings", "{tmp}/nonexistent.json", "generate", "--prompt", "x"], {},
      "/nonexistent.json does not exist"),
     ("port-out-of-range", ["--port", "99999"], {}, "port must be from 1 to 65535, got 99999"),
+    *ISSUE_19B,
 ]
 
 
@@ -46,6 +123,7 @@ def test_hostile_input_is_one_sentence_and_writes_nothing(tmp_path, argv, files,
     creations_dir = tmp_path / "creations"
     creations_dir.mkdir()
     for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data(tmp_path) if callable(data) else data)
     run = _run(argv, tmp_path, creations_dir)
     assert run.returncode == 2, run.stderr

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from dreamworld import creations, schema
+from dreamworld.backends.base import BackendError
 from dreamworld.schema import RequestError
 
 from .conftest import FAST, files_in, pixels
@@ -137,21 +138,33 @@ def test_interrupt_stops_before_saving(world):
     assert files_in(world.creations_dir) == before
 
 
-def test_out_of_memory_is_one_sentence_and_writes_nothing(world, monkeypatch):
+@pytest.mark.parametrize("raised, words", [
+    (lambda torch: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "image; try a smaller"),
+    # issue 19: the CPU allocator raises a plain RuntimeError (seen at 2048x2048 under `prlimit --as=4500000000`)
+    (lambda torch: RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+                                "you tried to allocate 17179869184 bytes. Error code 12 (Cannot allocate memory)"),
+     "image (it needed 16.0 GiB more); try a smaller size or fewer images"),
+    (lambda torch: MemoryError(), "image; try a smaller size or fewer images"),
+], ids=["cuda", "cpu-allocator", "python"])
+def test_out_of_memory_is_one_sentence_and_writes_nothing(world, monkeypatch, raised, words):
     import torch
 
     world.create(prompt="x", seed=1, **FAST)  # loaded
     pipe = world.backend._pipe("txt2img")
 
     def exhausted(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        raise raised(torch)
 
     monkeypatch.setattr(type(pipe), "__call__", exhausted)
     before = files_in(world.creations_dir)
-    with pytest.raises(Exception) as error:
+    with pytest.raises(BackendError) as error:
         world.create(prompt="x", seed=1, **FAST)
-    assert str(error.value).startswith("out of memory on cpu making a 64x64 image")
+    assert str(error.value).startswith("out of memory on cpu making a 64x64 image") and words in str(error.value)
+    assert "\n" not in str(error.value)
     assert files_in(world.creations_dir) == before
+    monkeypatch.setattr(type(pipe), "__call__", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="^other$"):  # other failures are not called out of memory
+        world.create(prompt="x", seed=1, **FAST)
 
 
 def test_embedded_model_is_found_whatever_the_models_folder(tmp_path):
@@ -161,3 +174,47 @@ def test_embedded_model_is_found_whatever_the_models_folder(tmp_path):
     world = DreamWorld(settings=Settings(), models_dir=tmp_path / "empty", creations_dir=tmp_path / "out")
     assert [m.name for m in world.list_models()] == ["dreamworld-tiny"]
     assert world.create(prompt="x", seed=1, **FAST).paths
+
+
+def test_an_unusable_creations_folder_is_refused_before_the_model_is_loaded(tmp_path, monkeypatch):
+    """Issue 19: a creations folder that is a file failed only after generating (NotADirectoryError)."""
+    from dreamworld import DreamWorld
+    from dreamworld.settings import Settings
+
+    (tmp_path / "file").write_text("x")
+    world = DreamWorld(settings=Settings(), creations_dir=tmp_path / "file")
+    monkeypatch.setattr(DreamWorld, "compile", lambda *a: pytest.fail("the model was loaded"))
+    with pytest.raises(creations.CreationError, match="is a file, not a folder"):
+        world.create(prompt="x", **FAST)
+    with pytest.raises(creations.CreationError, match="is a file, not a folder"):
+        world.animate(prompt="x", frames=2, **FAST)
+
+
+def test_a_full_disk_while_saving_is_one_sentence(world, tmp_path, monkeypatch):
+    from .test_creations import _disk_fills_up
+
+    monkeypatch.setattr(world, "creations_dir", tmp_path)
+    _disk_fills_up(monkeypatch)
+    with pytest.raises(creations.CreationError, match="the disk is full"):
+        world.create(prompt="x", **FAST)
+    assert files_in(tmp_path) == set()
+
+
+@pytest.mark.parametrize("fields, field, words", [
+    (dict(mode="img2img", init_image=123), "init_image", "init_image must be a file path or a PIL image, got 123"),
+    (dict(mode="inpaint", init_image="a.png", mask=[1, 2]), "mask", "mask must be a file path or a PIL image, got [1, 2]"),
+    (dict(on_progress=5), "on_progress", "on_progress must be callable (a function given the progress), got 5"),
+])
+def test_python_api_wrong_types_are_request_errors_naming_the_field(tmp_path, fields, field, words):
+    """Issue 19: these raised a raw TypeError."""
+    from dreamworld import DreamWorld
+    from dreamworld.settings import Settings
+
+    world = DreamWorld(settings=Settings(), creations_dir=tmp_path)
+    with pytest.raises(RequestError) as error:
+        world.create(prompt="x", **fields, **FAST)
+    assert error.value.field == field and str(error.value) == words
+    if field == "on_progress":
+        with pytest.raises(RequestError, match="on_progress must be callable"):
+            world.animate(prompt="x", frames=2, on_progress=5, **FAST)
+    assert files_in(tmp_path) == set()

@@ -1,6 +1,7 @@
 """The interface every generation backend offers, and the capabilities it declares."""
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -10,6 +11,20 @@ from PIL import Image, ImageFilter
 from . import LoadSpec
 from ..errors import BackendError
 from ..schema import Request
+
+
+def out_of_memory(device: str, width: int, height: int, error: BaseException | None = None) -> BackendError:
+    """The one sentence for a generation that ran out of (GPU or CPU) memory, with what to try."""
+    asked = re.search(r"tried to allocate (\d+) bytes", str(error or ""), re.IGNORECASE)
+    more = f" (it needed {int(asked.group(1)) / 2**30:.1f} GiB more)" if asked else ""
+    advice = "a smaller size or fewer images" if device == "cpu" else "a smaller size or a lower precision"
+    return BackendError(f"out of memory on {device} making a {width}x{height} image{more}; try {advice}")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A failed allocation, as PyTorch's CPU allocator (a plain RuntimeError) and Python report it."""
+    return isinstance(error, MemoryError) or any(
+        words in str(error) for words in ("can't allocate memory", "not enough memory", "out of memory"))
 
 
 class Interrupted(Exception):

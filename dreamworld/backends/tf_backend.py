@@ -53,7 +53,8 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from ..models import ModelError, ModelInfo  # noqa: E402
 from ..schema import MODES  # noqa: E402
 from . import LoadSpec, keras_nets, samplers  # noqa: E402
-from .base import Backend, BackendError, Capabilities, Interrupted, Job, precisions_on  # noqa: E402
+from .base import (Backend, BackendError, Capabilities, Interrupted, Job, out_of_memory,  # noqa: E402
+                   precisions_on)
 
 log = logging.getLogger("dreamworld")
 
@@ -235,10 +236,9 @@ class TensorflowBackend(Backend):
         try:
             latents = self._denoise(job)
             image = self.images.postprocess(self.decode(latents), output_type="pil")[0]
-        except tf.errors.ResourceExhaustedError:
+        except (tf.errors.ResourceExhaustedError, MemoryError) as e:
             gc.collect()
-            raise BackendError(f"out of memory on {self.device} making a {r.width}x{r.height} image; "
-                               "try a smaller size or a lower precision") from None
+            raise out_of_memory(self.device, r.width, r.height, e) from None
         if r.mode == "inpaint":
             image = Image.composite(image, job.init_image, job.soft_mask)
         return image

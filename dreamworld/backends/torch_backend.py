@@ -14,7 +14,7 @@ from transformers.utils import logging as transformers_logging
 from ..models import ModelError
 from ..schema import MODES
 from . import LoadSpec, samplers, weights
-from .base import Backend, BackendError, Capabilities, Interrupted, Job, precisions_on
+from .base import Backend, BackendError, Capabilities, Interrupted, Job, is_out_of_memory, out_of_memory, precisions_on
 
 log = logging.getLogger("dreamworld")
 diffusers_logging.disable_progress_bar()
@@ -142,10 +142,11 @@ class TorchBackend(Backend):
         try:
             with torch.inference_mode():
                 image = pipe(**args).images[0]
-        except torch.OutOfMemoryError:
+        except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError, or the CPU allocator's RuntimeError
+            if not is_out_of_memory(e):
+                raise
             self.free_cache()
-            raise BackendError(f"out of memory on {self.device} making a {r.width}x{r.height} image; "
-                               "try a smaller size or a lower precision") from None
+            raise out_of_memory(self.device, r.width, r.height, e) from None
         if stopped:
             raise Interrupted()
         if r.mode == "inpaint":

@@ -18,6 +18,7 @@ import os
 import pickle
 import re
 import shutil
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,21 +158,25 @@ def _what_it_looks_like(shapes: Mapping) -> str:
     return ""
 
 
-def _load_pickle_safely(path: Path, map_location="meta"):
-    """torch.load with weights_only=True: tensors and plain containers only, no code is run."""
+def load_pickle_safely(path: Path, map_location="meta", name: str | None = None):
+    """torch.load with weights_only=True: tensors and plain containers only, no code is run. A refusal is
+    one sentence beginning with `name` (the file's name), and torch's warnings about the file stay quiet."""
     import torch
 
+    name = name or path.name
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4 in the checkpoint...": the refusal says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if unsafe:
             raise ModelError(
-                f"{path.name} was refused: besides tensors it holds pickled Python objects ({unsafe.group(1)}), "
+                f"{name} was refused: besides tensors it holds pickled Python objects ({unsafe.group(1)}), "
                 "and loading them could run arbitrary code; use a .safetensors version of the model") from None
-        raise ModelError(f"{path.name} is not a readable PyTorch checkpoint{_lfs_hint(path)}") from None
+        raise ModelError(f"{name} is not a readable PyTorch checkpoint{_lfs_hint(path)}") from None
     except Exception as e:
-        raise ModelError(f"{path.name} is not a readable PyTorch checkpoint{_lfs_hint(path)} "
+        raise ModelError(f"{name} is not a readable PyTorch checkpoint{_lfs_hint(path)} "
                          f"({_first_line(e)})") from None
 
 
@@ -211,7 +216,7 @@ def read_checkpoint(path) -> tuple[dict, str | None]:
     else:
         import torch
 
-        obj = _load_pickle_safely(path)
+        obj = load_pickle_safely(path)
         if isinstance(obj, dict) and obj.get("global_step") == SD2_BASE_GLOBAL_STEP:
             hint = "epsilon"
         while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
@@ -272,7 +277,7 @@ def load_vae(path, dtype, family: str = "sd15"):
 
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
-        _load_pickle_safely(path)  # refuse unsafe pickles with a sentence before diffusers reads it
+        load_pickle_safely(path)  # refuse unsafe pickles with a sentence before diffusers reads it
     try:
         return AutoencoderKL.from_single_file(str(path), torch_dtype=dtype, config=str(config_dir(family)),
                                               subfolder="vae", local_files_only=True)
