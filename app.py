@@ -148,7 +148,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_cinema(args) -> int:
-    from dreamworld import cinema, creations
+    from dreamworld import creations
+    from dreamworld.cinema import runs
     world = make_world(args)
     flags = given(args, schema.CINEMA_FIELDS)
     stop_gracefully(world)
@@ -158,7 +159,7 @@ def cmd_cinema(args) -> int:
                 raise UserError("resume: a resumed run keeps its own settings; give no other flags")
             result = world.resume_cinema(args.resume)
         else:
-            fields = cinema.load_settings(args.from_file, world.creations_dir) if args.from_file else {}
+            fields = runs.load_settings(args.from_file, world.creations_dir) if args.from_file else {}
             result = world.animate(**{**fields, **flags})
     except creations.CreationError as e:
         raise UserError(f"{'resume' if args.resume else 'from'}: {e}") from None

@@ -69,8 +69,8 @@ def sd15_models_dir() -> Path:
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from dreamworld import model_configs
-    folder = model_configs.config_dir("sd15")
+    from dreamworld import single_file
+    folder = single_file.config_dir("sd15")
     root = Path(tempfile.mkdtemp(prefix="dreamworld-bench-models-"))
     torch.manual_seed(0)
     pipe = StableDiffusionPipeline(

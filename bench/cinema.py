@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from dreamworld import DreamWorld, cinema  # noqa: E402
+from dreamworld import DreamWorld  # noqa: E402
+from dreamworld.cinema import render  # noqa: E402
 
 PHASES = ("diffusion", "transform", "color", "save", "encode", "load")
 RUNS = {
@@ -51,9 +52,9 @@ def main() -> None:
                   seed=1, frames=args.frames, fps=12, gif=True, device=args.device)
     plain = dict(prompt=common["prompt"], width=args.size, height=args.size, steps=args.steps, device=args.device)
     world.create(seed=1, **plain)  # load and warm up
-    started, cpu = time.perf_counter(), cinema.cpu_seconds()
+    started, cpu = time.perf_counter(), render.cpu_seconds()
     world.create(seed=2, count=3, **plain)
-    per_image, cpu_per_image = (time.perf_counter() - started) / 3, (cinema.cpu_seconds() - cpu) / 3
+    per_image, cpu_per_image = (time.perf_counter() - started) / 3, (render.cpu_seconds() - cpu) / 3
     print(f"{args.size}x{args.size}, {args.steps} steps, {args.frames} frames, device {world.backend.device}; "
           f"plain txt2img: {per_image:.3f} s/image, {cpu_per_image:.3f} CPU s/image")
     print("shares of the run's CPU time (this process and ffmpeg), which the machine's other load hardly moves;")
@@ -61,9 +62,9 @@ def main() -> None:
     print(f"{'run':14} {'wall s/frame':>12} {'cpu s/frame':>11} {'x image':>7} {'diffusion':>9} {'transform':>9} {'color':>6} "
           f"{'save':>6} {'encode':>6} {'other':>6} {'outside':>7} {'outside (wall)':>14}")
     for name in args.runs.split(","):
-        started, cpu = time.perf_counter(), cinema.cpu_seconds()
+        started, cpu = time.perf_counter(), render.cpu_seconds()
         result = world.animate(**common, **RUNS[name])
-        total, total_cpu = time.perf_counter() - started, cinema.cpu_seconds() - cpu
+        total, total_cpu = time.perf_counter() - started, render.cpu_seconds() - cpu
         t = {phase: result.cpu_timings.get(phase, 0.0) for phase in PHASES}
         share = {phase: t[phase] / total_cpu for phase in PHASES}
         other = 1 - sum(share.values())

@@ -16,7 +16,6 @@ their content hash.
 from __future__ import annotations
 
 import datetime
-import errno
 import hashlib
 import io
 import json
@@ -32,7 +31,7 @@ import piexif
 import piexif.helper
 from PIL import Image, ImageOps, PngImagePlugin
 
-from . import __version__
+from . import __version__, files
 from .errors import CreationError, RequestError
 from .infotext import format_parameters, parse_parameters, request_from_parameters
 from .schema import FIELDS, Request
@@ -51,24 +50,13 @@ _save_lock = threading.Lock()
 
 
 # ----- files ------------------------------------------------------------------------
-def _reason(error: OSError) -> str:
-    """Why a file could not be written, in words."""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "the disk is full (free some space and try again)"
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "it is not writable"
-    if error.errno in (errno.ENOTDIR, errno.EEXIST):
-        return "a part of that path is a file, not a folder"
-    return (error.strerror or str(error) or type(error).__name__).rstrip(".").lower()
-
-
 @contextmanager
-def _saving(where: Path):
+def saving(where: Path):
     """Report a failure to write files in `where` (a full disk...) as one sentence."""
     try:
         yield
     except OSError as e:
-        raise CreationError(f"cannot save in {where}: {_reason(e)}") from None
+        raise CreationError(f"cannot save in {where}: {files.reason(e)}") from None
 
 
 def check_folder(creations_dir) -> Path:
@@ -83,23 +71,8 @@ def check_folder(creations_dir) -> Path:
         os.close(handle)
         os.unlink(probe)
     except OSError as e:
-        raise CreationError(f"the creations folder {folder} cannot be used: {_reason(e)}") from None
+        raise CreationError(f"the creations folder {folder} cannot be used: {files.reason(e)}") from None
     return folder
-
-
-def _write_atomic(path: Path, data: bytes | None = None, save=None) -> None:
-    """Write `data` (or call `save(file)`) to a hidden temp file beside `path`, then rename it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            if save is None:
-                f.write(data)
-            else:
-                save(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -173,9 +146,9 @@ def store_input(image_or_path, creations_dir) -> str:
     data = buffer.getvalue()
     target = creations_dir / INPUTS / f"{hashlib.sha256(data).hexdigest()[:16]}.png"
     if not target.exists():
-        with _saving(target.parent):
+        with saving(target.parent):
             target.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(target, data)
+            files.write_atomic(target, data)
     return target.relative_to(creations_dir).as_posix()
 
 
@@ -205,7 +178,7 @@ def check_fits(request: Request) -> None:
                                      "with the negative prompt); use format png or webp, or a shorter prompt")
 
 
-def _encoder(image: Image.Image, fmt: str, parameters: str, record: dict):
+def encoder(image: Image.Image, fmt: str, parameters: str, record: dict):
     """A function that writes `image` with its embedded metadata to an open file."""
     if fmt == "png":
         info = PngImagePlugin.PngInfo()
@@ -221,7 +194,7 @@ def _encoder(image: Image.Image, fmt: str, parameters: str, record: dict):
     return lambda f: image.save(f, format="WEBP", quality=JPEG_QUALITY, exif=exif)
 
 
-def _request_record(request: Request, creations_dir: Path, extra: dict | None = None) -> dict:
+def request_record(request: Request, creations_dir: Path, extra: dict | None = None) -> dict:
     record = {name: value for name, value in request.to_dict().items() if name in FIELDS}
     for name in INPUT_FIELDS:
         if record[name] is not None:
@@ -237,17 +210,17 @@ def save_creation(image, request: Request, *, parameters: str, creations_dir, in
     `index_hint` is optional extra text for the file name after the prompt slug (e.g. "frame-7").
     """
     creations_dir = Path(creations_dir)
-    record = _request_record(request, creations_dir)
-    write_image = _encoder(image, request.format, parameters, record)
+    record = request_record(request, creations_dir)
+    write_image = encoder(image, request.format, parameters, record)
     slug = "-".join(filter(None, (_slug(request.prompt), _slug(index_hint)))) or "image"
     folder = creations_dir / datetime.date.today().isoformat()
-    with _save_lock, _saving(folder):
+    with _save_lock, saving(folder):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{_next_number(folder):05d}-{slug}.{request.format}"
         text_path = path.with_suffix(".txt")
-        _write_atomic(text_path, parameters.encode("utf-8"))
+        files.write_atomic(text_path, parameters.encode("utf-8"))
         try:
-            _write_atomic(path, save=write_image)
+            files.write_atomic(path, save=write_image)
         except BaseException:
             text_path.unlink(missing_ok=True)
             raise
@@ -256,7 +229,7 @@ def save_creation(image, request: Request, *, parameters: str, creations_dir, in
 
 # ----- cinema runs ----------------------------------------------------------------------
 RUN_SETTINGS = "cinema.json"
-_FRAME = re.compile(r"^frame_(\d{5,})\.png$")
+FRAME = re.compile(r"^frame_(\d{5,})\.png$")
 
 
 def frame_name(index: int) -> str:
@@ -266,79 +239,11 @@ def frame_name(index: int) -> str:
 def new_run_folder(creations_dir, prompt: str) -> Path:
     """Make and return an empty `<creations>/<date>/<NNNNN>-<slug>/` folder for a cinema run."""
     folder = Path(creations_dir) / datetime.date.today().isoformat()
-    with _save_lock, _saving(folder):
+    with _save_lock, saving(folder):
         folder.mkdir(parents=True, exist_ok=True)
         run = folder / f"{_next_number(folder):05d}-{_slug(prompt) or 'cinema'}"
         run.mkdir()
     return run
-
-
-def saved_frames(run_dir) -> dict[int, Path]:
-    """The frames saved in a run folder, by index."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return {}
-    return {int(m.group(1)): p for p in run_dir.iterdir() if (m := _FRAME.match(p.name))}
-
-
-def save_frame(image, request: Request, *, parameters: str, run_dir, index: int, creations_dir,
-               cinema: dict) -> Path:
-    """Save frame `index` of a cinema run as `<run_dir>/frame_NNNNN.png` with its .txt, atomically.
-
-    The embedded JSON is the frame's request plus `cinema` (run name, frame index, ...)."""
-    run_dir = Path(run_dir)
-    record = _request_record(request, Path(creations_dir), {"cinema": {"run": run_dir.name, "frame": index,
-                                                                          **cinema}})
-    path = run_dir / frame_name(index)
-    write_image = _encoder(image, "png", parameters, record)
-    with _saving(run_dir):
-        _write_atomic(path.with_suffix(".txt"), parameters.encode("utf-8"))
-        try:
-            _write_atomic(path, save=write_image)
-        except BaseException:
-            path.with_suffix(".txt").unlink(missing_ok=True)
-            raise
-    return path
-
-
-# A writer's hidden temp file: `.NAME.PID-THREAD.tmp` (_write_atomic) or `.STEM.PID-THREAD.tmp.EXT` (videos).
-_TEMP = re.compile(r"^\..+?(?:\.(\d+)-\d+)?\.tmp(?:\.\w+)?$")
-
-
-def _writer_alive(pid: int) -> bool:
-    if pid == os.getpid() or os.name != "posix":  # elsewhere os.kill(pid, 0) would not just ask
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, as another user's process
-        return True
-    return True
-
-
-def remove_stale_temp_files(folder) -> list[Path]:
-    """Remove the temp files that writers which died (`kill -9`, a power cut) left in `folder`: those
-    whose writer process is gone or unknown. Return what was removed."""
-    removed = []
-    for path in Path(folder).iterdir():
-        match = _TEMP.match(path.name)
-        if not match or not path.is_file() or (match.group(1) and _writer_alive(int(match.group(1)))):
-            continue
-        try:
-            path.unlink()
-            removed.append(path)
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-def write_json(path, data: dict) -> Path:
-    """Write JSON atomically."""
-    path = Path(path)
-    with _saving(path.parent):
-        _write_atomic(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-    return path
 
 
 def store_file(path, creations_dir) -> str:
@@ -356,9 +261,9 @@ def store_file(path, creations_dir) -> str:
         raise CreationError(f"cannot read {path.name!r}: the file does not exist or is unreadable") from None
     target = creations_dir / INPUTS / f"{hashlib.sha256(data).hexdigest()[:16]}{path.suffix.lower()}"
     if not target.exists():
-        with _saving(target.parent):
+        with saving(target.parent):
             target.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(target, data)
+            files.write_atomic(target, data)
     return target.relative_to(creations_dir).as_posix()
 
 
@@ -449,5 +354,5 @@ def list_creations(creations_dir) -> list[Path]:
     found = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
              and (parts := p.relative_to(root).parts)[0] != INPUTS
              and not any(part.startswith(".") for part in parts)
-             and not ((m := _FRAME.match(p.name)) and int(m.group(1)))]  # a cinema run shows its first frame
+             and not ((m := FRAME.match(p.name)) and int(m.group(1)))]  # a cinema run shows its first frame
     return sorted(found, key=lambda p: (p.stat().st_mtime_ns, str(p)), reverse=True)

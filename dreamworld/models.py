@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import files
 from .errors import ModelError
 
 KINDS = {
@@ -69,7 +70,7 @@ def list_models(models_dirs, kind: str = "checkpoint") -> list[ModelInfo]:
     name clash. Sub-folders inside a kind's folder are searched too."""
     found: dict[str, ModelInfo] = {}
     for root, folder in ((root, folder) for root in _roots(models_dirs) for folder in KINDS[kind]):
-        for top, dirs, files in os.walk(root / folder, followlinks=True):
+        for top, dirs, names in os.walk(root / folder, followlinks=True):
             dirs.sort()
             for name in list(dirs):
                 info = _describe(Path(top) / name, kind)
@@ -77,7 +78,7 @@ def list_models(models_dirs, kind: str = "checkpoint") -> list[ModelInfo]:
                     dirs.remove(name)  # never look inside a diffusers folder
                 if info:
                     found.setdefault(info.name, info)
-            for name in sorted(files):
+            for name in sorted(names):
                 info = _describe(Path(top) / name, kind)
                 if info:
                     found.setdefault(info.name, info)
@@ -116,9 +117,7 @@ def file_sha256(path: Path) -> str:
                 digest.update(block)
         cache[key] = digest.hexdigest()
         try:
-            tmp = cache_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(cache, indent=1))
-            os.replace(tmp, cache_file)
+            files.write_json(cache_file, cache)
         except OSError:
             pass  # a read-only models folder still works, only slower
         return cache[key]

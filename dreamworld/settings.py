@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import schema
+from . import files, schema
 from .errors import SettingsError
 
 log = logging.getLogger("dreamworld")
@@ -162,14 +161,6 @@ def save(settings: Settings, path: str | os.PathLike | None = None) -> Path:
     data = settings.to_json()
     check(data, base=path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    files.write_json(path, data)
     settings.path = path
     return path

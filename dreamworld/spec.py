@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import schedules
+from .cinema import schedules
 from .errors import RequestError
 
 LIST_KINDS = ("list", "pairs", "units")

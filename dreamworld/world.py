@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from PIL import Image
 
-from . import __version__, backends, cinema, creations, infotext, models, schema, settings as settings_module, video
+from . import __version__, backends, creations, files, infotext, models, schema, settings as settings_module
+from .cinema import planning, preview, render, runs, video
 from .backends.base import Backend, BackendError, Interrupted, Job
 from .errors import RequestError
 from .schema import Request
@@ -209,24 +209,24 @@ class DreamWorld:
         base = schema.cinema_defaults(self.settings.default_request())
         return schema.validate_cinema(fields, base=base, limits=self.settings.limits)
 
-    def animate(self, on_progress: Callable[[Progress], None] | None = None, **fields) -> cinema.CinemaResult:
+    def animate(self, on_progress: Callable[[Progress], None] | None = None, **fields) -> render.CinemaResult:
         """Validate the cinema fields and run generateCinema. The Python entry point for animations."""
         return self.generateCinema(self.cinema_request(**fields), on_progress=on_progress)
 
     def preview_motion(self, **fields) -> Path:
         """A GIF of how a cinema run's motion moves its input over its frames, made without diffusion."""
         request = self.cinema_request(**fields)
-        frames = cinema.preview(request)
+        frames = preview.preview(request)
         target = Path(tempfile.mkdtemp(prefix="dreamworld-preview-")) / "preview.gif"
-        return video.write_gif(frames, target, min(request.fps or cinema.DEFAULT_FPS, 50))
+        return video.write_gif(frames, target, min(request.fps or planning.DEFAULT_FPS, 50))
 
-    def resume_cinema(self, run, on_progress: Callable[[Progress], None] | None = None) -> cinema.CinemaResult:
+    def resume_cinema(self, run, on_progress: Callable[[Progress], None] | None = None) -> render.CinemaResult:
         """Continue an interrupted cinema run (its folder, settings file or a frame) from its saved frames."""
         return self.generateCinema(None, on_progress=on_progress, resume=run)
 
     def generateCinema(self, request, on_progress: Callable[[Progress], None] | None = None,
-                       resume=None) -> cinema.CinemaResult:
-        """Make an animation (see cinema.py): plan it, make its frames, write its video.
+                       resume=None) -> render.CinemaResult:
+        """Make an animation (see dreamworld/cinema/): plan it, make its frames, write its video.
 
         With `resume` (a run folder), the run's saved settings are used and its saved frames kept."""
         _check_callback(on_progress)
@@ -235,66 +235,37 @@ class DreamWorld:
             creations.check_folder(self.creations_dir)  # before generating, not when saving
             run_dir = None
             if resume is not None:
-                run_dir = cinema.settings_file(resume).parent
+                run_dir = runs.settings_file(resume).parent
                 if not run_dir.resolve().is_relative_to(self.creations_dir.resolve()):
                     raise creations.CreationError(f"{run_dir.name!r} is not a run in the creations folder "
                                                   f"{self.creations_dir}")
-                creations.remove_stale_temp_files(run_dir)  # a killed run's half-written video or frame
-                request = schema.validate_cinema(cinema.load_settings(run_dir, self.creations_dir))
+                files.remove_stale_temp_files(run_dir)  # a killed run's half-written video or frame
+                request = schema.validate_cinema(runs.load_settings(run_dir, self.creations_dir))
             if request.motion != "video":  # schedule errors at once, before loading a model
-                cinema.evaluate(request, request.frames or cinema.DEFAULT_FRAMES)
-            base = cinema.base_request(request)
+                planning.evaluate(request, request.frames or planning.DEFAULT_FRAMES)
+            base = planning.base_request(request)
             backend = self.compile(base)
             backends.check(request, backend.capabilities())
             base = self._resolve(base, backend)
-            request, video_frames = self._resolve_cinema(request, base, backend)
-            plan = cinema.plan(request)  # every schedule at every frame: errors before anything is written
+            request, video_frames = planning.resolve(request, base, backend.native_size,
+                                                     backend.capabilities().size_multiple)
+            plan = planning.plan(request)  # every schedule at every frame: errors before anything is written
             init = None
             if request.init_image:
                 init = self._inputs(base.replace(init_image=request.init_image))[0]
             model = models.find_model(self.model_dirs, request.model)
-            settings = cinema.record(request, self.creations_dir)  # stores the inputs in creations/inputs
+            settings = runs.record(request, self.creations_dir)  # stores the inputs in creations/inputs
             if run_dir is None:
                 run_dir = creations.new_run_folder(self.creations_dir, request.prompt)
-                creations.write_json(run_dir / cinema.RUN_SETTINGS, settings)
+                files.write_json(run_dir / runs.RUN_SETTINGS, settings)
             self.progress = progress = Progress(frames=request.frames, steps=request.steps)
-            renderer = cinema.Renderer(
+            renderer = render.Renderer(
                 plan, backend=backend, run_dir=run_dir, creations_dir=self.creations_dir, model=model,
                 progress=progress, report=(lambda: on_progress(progress)) if on_progress else (lambda: None),
                 should_stop=self._stop.is_set, init_image=init, init_stored=settings["cinema"]["init_image"],
                 video_frames=video_frames,
                 depth_model=self.depth_model)
             return renderer.run()
-
-    def _resolve_cinema(self, request, base: Request, backend: Backend):
-        """Fill in model, size, seed, frames and fps; read the input video's frames (resized)."""
-        unsized = request.width is None and request.height is None
-        request = request.replace(model=base.model, seed=base.seed, width=base.width, height=base.height)
-        if request.motion == "dream" and request.scheduler in schema.STOCHASTIC_SAMPLERS:
-            smooth = schema.STOCHASTIC_SAMPLERS[request.scheduler]
-            log.info("dream: sampler %s adds noise at every step, so the walk uses %s", request.scheduler, smooth)
-            request = request.replace(scheduler=smooth)
-        frames = None
-        if request.motion == "video":
-            frames = []  # resized as they are read: the source clip is never held whole
-            try:
-                for fps, frame in video.read_frames(request.video, request.every_nth, request.frames):
-                    if not frames and unsized:  # the video's shape at the model's size
-                        side, multiple = max(backend.native_size), backend.capabilities().size_multiple
-                        scale = side / max(frame.shape[:2])
-                        width, height = (max(64, round(n * scale / multiple) * multiple) for n in frame.shape[1::-1])
-                        request = request.replace(width=width, height=height)
-                    size = (request.width, request.height)
-                    frames.append(frame if frame.shape[1::-1] == size else
-                                  np.asarray(Image.fromarray(frame).resize(size, Image.LANCZOS)))
-                    source_fps = fps
-            except video.VideoError as e:
-                raise RequestError("video", f"video: {e}") from None
-            if not frames:
-                raise RequestError("video", f"video: {Path(request.video).name!r} holds no frames")
-            request = request.replace(frames=len(frames), fps=request.fps or round(source_fps / request.every_nth, 3))
-        return request.replace(frames=request.frames or cinema.DEFAULT_FRAMES,
-                               fps=request.fps or cinema.DEFAULT_FPS), frames
 
     def _resolve(self, request: Request, backend: Backend) -> Request:
         """Fill in what the request left to the model and to chance: model, size, seed."""

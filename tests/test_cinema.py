@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dreamworld import cinema, creations, schedules, schema, transforms, video
+from dreamworld import creations, schema
+from dreamworld.cinema import planning, preview, runs, schedules, transforms, video
 from dreamworld.schema import RequestError
 
 from .conftest import files_in, pixels
@@ -278,7 +279,7 @@ KILLED_WRITER = """
 import os, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[2])
-from dreamworld import video
+from dreamworld.cinema import video
 
 def frames():
     for i in range(100000):
@@ -346,14 +347,14 @@ def test_the_mp4_is_h264_yuv420p():
 
 # ----- planning ---------------------------------------------------------------------------
 def test_seed_behaviours():
-    assert cinema.frame_seeds("iter", 10, 4) == [10, 11, 12, 13]
-    assert cinema.frame_seeds("fixed", 10, 3) == [10, 10, 10]
-    assert cinema.frame_seeds("ladder", 10, 6) == [10, 12, 11, 13, 12, 14]
-    assert cinema.frame_seeds("alternate", 10, 4) == [10, 11, 10, 11]
-    assert cinema.frame_seeds("schedule", 0, 3, [5.0, 5.4, 7.6]) == [5, 5, 8]
-    random_seeds = cinema.frame_seeds("random", 10, 4)
-    assert random_seeds[0] == 10 and len(set(random_seeds)) == 4 and random_seeds == cinema.frame_seeds("random", 10, 4)
-    assert cinema.frame_seeds("iter", 2**32 - 1, 2) == [2**32 - 1, 0]
+    assert planning.frame_seeds("iter", 10, 4) == [10, 11, 12, 13]
+    assert planning.frame_seeds("fixed", 10, 3) == [10, 10, 10]
+    assert planning.frame_seeds("ladder", 10, 6) == [10, 12, 11, 13, 12, 14]
+    assert planning.frame_seeds("alternate", 10, 4) == [10, 11, 10, 11]
+    assert planning.frame_seeds("schedule", 0, 3, [5.0, 5.4, 7.6]) == [5, 5, 8]
+    random_seeds = planning.frame_seeds("random", 10, 4)
+    assert random_seeds[0] == 10 and len(set(random_seeds)) == 4 and random_seeds == planning.frame_seeds("random", 10, 4)
+    assert planning.frame_seeds("iter", 2**32 - 1, 2) == [2**32 - 1, 0]
 
 
 def resolved(**fields):
@@ -362,33 +363,33 @@ def resolved(**fields):
 
 
 def test_plan_evaluates_every_frame_and_places_cadence_and_dream_anchors():
-    plan = cinema.plan(resolved(cadence=2, zoom="0:(1), 5:(1.5)", strength="0:(0.2), 5:(0.7)"))
+    plan = planning.plan(resolved(cadence=2, zoom="0:(1), 5:(1.5)", strength="0:(0.2), 5:(0.7)"))
     assert plan.diffused == [0, 2, 4, 5]
     assert [round(f.strength, 2) for f in plan.frames] == [0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     assert transforms.is_identity(plan.frames[0].motion) and plan.frames[5].motion[0, 0] == pytest.approx(1.5)
-    dream = cinema.plan(resolved(motion="dream", seed=7, prompts={"0": "a", "5": "b"}))
+    dream = planning.plan(resolved(motion="dream", seed=7, prompts={"0": "a", "5": "b"}))
     assert dream.anchors == [(0, 7), (5, 8)] and [f.seed for f in dream.frames] == [7, 7, 7, 8, 8, 8]
     assert dream.frames[2].blend == ("a", "b", 0.4)
-    scheduled = cinema.plan(resolved(motion="dream", seed_behavior="schedule", seed_schedule="0:(3), 2:(9), 4:(1)"))
+    scheduled = planning.plan(resolved(motion="dream", seed_behavior="schedule", seed_schedule="0:(3), 2:(9), 4:(1)"))
     assert scheduled.anchors == [(0, 3), (2, 9), (4, 1)]
 
 
 def test_a_camera_turning_away_from_the_picture_is_refused_before_any_frame():
-    assert cinema.plan(resolved(motion="3d", rotate_y="5", frames=30))  # 5 degrees at a time, from each frame
+    assert planning.plan(resolved(motion="3d", rotate_y="5", frames=30))  # 5 degrees at a time, from each frame
     with pytest.raises(schema.RequestError, match="rotate_y turn the camera away from the picture by frame 15") as e:
-        cinema.plan(resolved(motion="3d", rotate_y="5", frames=30, init_image="in.png", reuse_init=True))
+        planning.plan(resolved(motion="3d", rotate_y="5", frames=30, init_image="in.png", reuse_init=True))
     assert e.value.field == "rotate_y"
     with pytest.raises(schema.RequestError, match="by frame 1 "):
-        cinema.plan(resolved(motion="3d", rotate_x="0:(0), 1:(-80)"))
-    shown = cinema.preview(resolved(motion="3d", rotate_y="5", frames=30))
+        planning.plan(resolved(motion="3d", rotate_x="0:(0), 1:(-80)"))
+    shown = preview.preview(resolved(motion="3d", rotate_y="5", frames=30))
     assert len(shown) == 15  # the preview stops where the moves add up past the view
 
 
 def test_slerp_keeps_the_ends_exact_and_the_norm():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((1, 4, 8, 8), dtype=np.float32), rng.standard_normal((1, 4, 8, 8), dtype=np.float32)
-    assert cinema.slerp(a, b, 0) is a and cinema.slerp(a, b, 1) is b
-    middle = cinema.slerp(a, b, 0.5)
+    assert planning.slerp(a, b, 0) is a and planning.slerp(a, b, 1) is b
+    middle = planning.slerp(a, b, 0.5)
     assert np.linalg.norm(middle) == pytest.approx((np.linalg.norm(a) + np.linalg.norm(b)) / 2, rel=0.05)
 
 
@@ -414,15 +415,15 @@ def test_bad_cinema_requests_write_nothing(world, fields, field, words):
 def test_preview_moves_the_input_without_diffusion(tmp_path):
     init = tmp_path / "init.png"
     Image.fromarray(noise_image(96, 64)).save(init)
-    frames = cinema.preview(schema.validate_cinema({"frames": 5, "zoom": 1.1, "init_image": str(init)}))
+    frames = preview.preview(schema.validate_cinema({"frames": 5, "zoom": 1.1, "init_image": str(init)}))
     assert len(frames) == 5 and frames[0].shape == (64, 96, 3)
     assert np.array_equal(frames[0], np.asarray(Image.open(init)))
     expected = transforms.warp(frames[0], np.linalg.matrix_power(transforms.matrix_2d(96, 64, zoom=1.1), 3))
     assert np.array_equal(frames[3], expected)
-    pattern = cinema.preview(schema.validate_cinema({"frames": 3, "motion": "3d", "rotate_z": 5}))
+    pattern = preview.preview(schema.validate_cinema({"frames": 3, "motion": "3d", "rotate_z": 5}))
     assert pattern[0].shape == (128, 128, 3) and not np.array_equal(pattern[0], pattern[2])
     with pytest.raises(RequestError, match="no motion to preview"):
-        cinema.preview(schema.validate_cinema({"motion": "dream"}))
+        preview.preview(schema.validate_cinema({"motion": "dream"}))
 
 
 # ----- runs on the embedded model ---------------------------------------------------------
@@ -464,9 +465,9 @@ def test_run_settings_cannot_reach_outside_the_creations_folder(world, tmp_path)
     outside = tmp_path / "run"
     outside.mkdir()
     settings = {"cinema": {"prompt": "x", "init_image": "../../../etc/hostname"}}
-    (outside / cinema.RUN_SETTINGS).write_text(json.dumps(settings))
+    (outside / runs.RUN_SETTINGS).write_text(json.dumps(settings))
     with pytest.raises(creations.CreationError, match="names the init_image '../../../etc/hostname', which is not"):
-        cinema.load_settings(outside, world.creations_dir)
+        runs.load_settings(outside, world.creations_dir)
     with pytest.raises(creations.CreationError, match="'run' is not a run in the creations folder"):
         world.resume_cinema(outside)
 

@@ -9,7 +9,8 @@ import piexif.helper
 import pytest
 from PIL import Image, PngImagePlugin
 
-from dreamworld import __version__, creations, infotext
+from dreamworld import __version__, creations, files, infotext
+from dreamworld.cinema import runs
 from dreamworld.creations import CreationError
 from dreamworld.schema import Request, RequestError
 
@@ -406,7 +407,7 @@ def _disk_fills_up(monkeypatch):
             f.write(b"\x89PNG partial")
             raise OSError(errno.ENOSPC, "No space left on device")
         return write
-    monkeypatch.setattr(creations, "_encoder", encoder)
+    monkeypatch.setattr(creations, "encoder", encoder)
 
 
 def test_a_full_disk_while_saving_is_one_sentence_and_leaves_nothing(tmp_path, monkeypatch):
@@ -417,8 +418,8 @@ def test_a_full_disk_while_saving_is_one_sentence_and_leaves_nothing(tmp_path, m
     assert "\n" not in str(error.value) and all_files(creations_dir) == []
     run = creations.new_run_folder(creations_dir, "a run")
     with pytest.raises(CreationError, match="the disk is full"):
-        creations.save_frame(gradient(), make_request(), parameters="p", run_dir=run, index=0,
-                             creations_dir=creations_dir, cinema={})
+        runs.save_frame(gradient(), make_request(), parameters="p", run_dir=run, index=0,
+                        creations_dir=creations_dir, cinema={})
     assert all_files(creations_dir) == []
 
 
@@ -435,7 +436,7 @@ def test_temp_files_of_dead_writers_are_removed_and_those_of_live_ones_kept(tmp_
             ".hidden", "notes.tmp", "x.tmp.mp4"]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"x")
-    removed = creations.remove_stale_temp_files(tmp_path)
+    removed = files.remove_stale_temp_files(tmp_path)
     assert sorted(p.name for p in removed) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
 

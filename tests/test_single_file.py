@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 import app
-from dreamworld import DreamWorld, model_configs
+from dreamworld import DreamWorld, single_file
 from dreamworld.backends.base import BackendError, Job
 from dreamworld.models import ModelError
 from dreamworld.settings import Settings
@@ -22,21 +22,21 @@ from dreamworld.settings import Settings
 from . import ldm_layout
 from .conftest import TINY, files_in
 
-FAMILIES = list(model_configs.FAMILIES)
+FAMILIES = list(single_file.FAMILIES)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def config_cache(tmp_path_factory):
     """The generated config folders go to a fresh cache, not the user's."""
-    saved = model_configs.CACHE_DIR
-    model_configs.CACHE_DIR = tmp_path_factory.mktemp("cache") / "configs"
-    yield model_configs.CACHE_DIR
-    model_configs.CACHE_DIR = saved
+    saved = single_file.CACHE_DIR
+    single_file.CACHE_DIR = tmp_path_factory.mktemp("cache") / "configs"
+    yield single_file.CACHE_DIR
+    single_file.CACHE_DIR = saved
 
 
 def meta_models(family: str) -> dict:
     """The family's diffusers models at full size on the meta device (no memory, no weights)."""
-    folder = model_configs.config_dir(family)
+    folder = single_file.config_dir(family)
     with torch.device("meta"):
         models = {"unet": UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder, subfolder="unet")),
                   "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(folder, subfolder="vae")),
@@ -64,6 +64,7 @@ def make_world(dirs) -> DreamWorld:
 
 
 def run_cli(dirs, capsys, *args) -> tuple[int, str, str]:
+    (dirs / "settings.json").write_text("{}")  # a settings file the user names must exist
     code = app.main(["generate", "--prompt", "a fox", "--steps", "2", "--width", "64", "--height", "64",
                      "--settings", str(dirs / "settings.json"), "--models-dir", str(dirs / "models"),
                      "--creations-dir", str(dirs / "creations"), *args])
@@ -117,9 +118,9 @@ def _plain(value):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_configs_are_what_diffusers_derives_from_the_original_ldm_config(family):
-    folder = model_configs.config_dir(family)
+    folder = single_file.config_dir(family)
     models = meta_models(family)
-    layout = model_configs._Shapes(shapes(ldm_layout.to_ldm(**models)))
+    layout = single_file._Shapes(shapes(ldm_layout.to_ldm(**models)))
     ldm = LDM_CONFIGS[family]
     size = NATIVE_SIZE[family]
     assert su.set_image_size(layout) == (768 if family == "sd2-base" else size)  # diffusers' own default
@@ -170,33 +171,33 @@ def test_each_family_is_detected_from_its_full_layout_and_the_layout_converts_ba
         assert shapes(weights) == shapes(models[name].state_dict()), name
 
     # Detection from the keys and shapes alone; SD 2 512 and 768 differ only by the prediction type.
-    assert model_configs.detect_family(shapes(state), "epsilon" if family == "sd2-base" else None) == family
+    assert single_file.detect_family(shapes(state), "epsilon" if family == "sd2-base" else None) == family
     if family == "sd2-base":
-        assert model_configs.detect_family(shapes(state)) == "sd21"
+        assert single_file.detect_family(shapes(state)) == "sd21"
 
     # The same from a .ckpt file (meta tensors: the keys and shapes, no data), SD 2.0 base's global step.
     path = tmp_path / f"{family}.ckpt"
     torch.save({"state_dict": state, **({"global_step": 875000} if family == "sd2-base" else {})}, path)
-    assert model_configs.checkpoint_family(path) == family
-    pipeline_class, kwargs = model_configs.single_file_pipeline(path)
-    assert pipeline_class.__name__ == model_configs.FAMILIES[family].pipeline
+    assert single_file.checkpoint_family(path) == family
+    pipeline_class, kwargs = single_file.single_file_pipeline(path)
+    assert pipeline_class.__name__ == single_file.FAMILIES[family].pipeline
     assert kwargs["local_files_only"] is True
-    assert model_configs.config_dir(family) == model_configs.CACHE_DIR / family
-    for folder, pad in model_configs.FAMILIES[family].tokenizers.items():
-        assert (model_configs.CACHE_DIR / family / folder / "vocab.json").is_file()
+    assert single_file.config_dir(family) == single_file.CACHE_DIR / family
+    for folder, pad in single_file.FAMILIES[family].tokenizers.items():
+        assert (single_file.CACHE_DIR / family / folder / "vocab.json").is_file()
 
 
 def test_prediction_type_hints_of_sd2_files(tmp_path):
     plain = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(1)}, plain)
-    assert model_configs.read_checkpoint(plain)[1] is None
+    assert single_file.read_checkpoint(plain)[1] is None
     tagged = tmp_path / "tagged.safetensors"
     save_file({"w": torch.zeros(1)}, tagged, metadata={"modelspec.architecture": "stable-diffusion-v2-512"})
-    assert model_configs.read_checkpoint(tagged)[1] == "epsilon"
+    assert single_file.read_checkpoint(tagged)[1] == "epsilon"
     (tmp_path / "plain.yaml").write_text('model:\n  params:\n    parameterization: "v"\n')
-    assert model_configs.read_checkpoint(plain)[1] == "v_prediction"
+    assert single_file.read_checkpoint(plain)[1] == "v_prediction"
     (tmp_path / "plain.yaml").write_text("model:\n  params:\n    linear_start: 0.00085\n")
-    assert model_configs.read_checkpoint(plain)[1] == "epsilon"
+    assert single_file.read_checkpoint(plain)[1] == "epsilon"
 
 
 def test_incomplete_foreign_and_unsupported_layouts_are_refused_with_a_reason():
@@ -216,7 +217,7 @@ def test_incomplete_foreign_and_unsupported_layouts_are_refused_with_a_reason():
     ]
     for layout, message in cases:
         with pytest.raises(ModelError, match=message):
-            model_configs.detect_family(layout, name="x")
+            single_file.detect_family(layout, name="x")
 
 
 # ----- refusing files -----------------------------------------------------------------------------
@@ -234,11 +235,11 @@ class Armed:
 def test_a_ckpt_whose_unpickling_would_run_code_is_refused_and_never_run(dirs, capsys):
     marker = dirs / "pwned"
     evil = dirs / "models" / "Stable-diffusion" / "evil.ckpt"
-    torch.save({"state_dict": {model_configs.UNET_KEY: torch.zeros(320, 4, 3, 3)}, "callbacks": Armed(marker)}, evil)
+    torch.save({"state_dict": {single_file.UNET_KEY: torch.zeros(320, 4, 3, 3)}, "callbacks": Armed(marker)}, evil)
     refused = r"evil.ckpt was refused: besides tensors it holds pickled Python objects \(exec\)"
 
     with pytest.raises(ModelError, match=refused):
-        model_configs.read_checkpoint(evil)
+        single_file.read_checkpoint(evil)
     with pytest.raises(BackendError, match=refused):
         make_world(dirs).create(prompt="a fox", model="evil", steps=2, width=64, height=64)
     code, out, err = run_cli(dirs, capsys, "--model", "evil")
@@ -246,7 +247,7 @@ def test_a_ckpt_whose_unpickling_would_run_code_is_refused_and_never_run(dirs, c
     vae = dirs / "models" / "VAE" / "evil-vae.ckpt"
     vae.write_bytes(evil.read_bytes())
     with pytest.raises(ModelError, match="evil-vae.ckpt was refused"):
-        model_configs.load_vae(vae, torch.float32)
+        single_file.load_vae(vae, torch.float32)
     assert not marker.exists() and files_in(dirs / "creations") == set()
 
     torch.load(evil, weights_only=False)  # the control: the file really is armed
@@ -387,7 +388,7 @@ def test_an_sd15_ckpt_loads_offline_without_running_pickled_code(dirs, sd15):
     models, state = sd15
     path = dirs / "models" / "Stable-diffusion" / "sd15-random.ckpt"
     torch.save({"state_dict": state, "global_step": 840000}, path)
-    pipe = model_configs.load_pipeline(path, torch.float16)
+    pipe = single_file.load_pipeline(path, torch.float16)
     assert type(pipe).__name__ == "StableDiffusionPipeline"
     for name, model in models.items():
         assert_same_weights(getattr(pipe, name), model)

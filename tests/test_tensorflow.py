@@ -11,7 +11,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
-from dreamworld import creations, model_configs
+from dreamworld import creations, single_file
 from dreamworld.backends import LoadSpec, keras_nets, samplers, tf_backend, weights
 from dreamworld.backends.base import BackendError, Job
 from dreamworld.backends.tf_backend import TensorflowBackend
@@ -197,12 +197,12 @@ def test_a_damaged_cache_is_converted_again(model, tmp_path, monkeypatch):
 
 
 def test_sdxl_and_other_unets_are_refused_with_a_reason():
-    config = UNet2DConditionModel.load_config(model_configs.config_dir("sdxl"), subfolder="unet")
+    config = UNet2DConditionModel.load_config(single_file.config_dir("sdxl"), subfolder="unet")
     with pytest.raises(keras_nets.ConfigError, match="addition_embed_type.*SDXL"):
         keras_nets.check_unet_config(config)
-    sd15 = UNet2DConditionModel.load_config(model_configs.config_dir("sd15"), subfolder="unet")
+    sd15 = UNet2DConditionModel.load_config(single_file.config_dir("sd15"), subfolder="unet")
     keras_nets.check_unet_config(sd15)
-    sd21 = UNet2DConditionModel.load_config(model_configs.config_dir("sd21"), subfolder="unet")
+    sd21 = UNet2DConditionModel.load_config(single_file.config_dir("sd21"), subfolder="unet")
     keras_nets.check_unet_config(sd21)
 
 

@@ -1,7 +1,7 @@
 """The TensorFlow backend: Stable Diffusion on keras-cv / Keras 3, from the same model files as PyTorch.
 
 A model is read by the same code as the torch backend's (`weights.py`: diffusers folders, single
-files), its tensors poured into Keras networks built from its own configs (`keras_nets.py`) and
+files), its tensors poured into Keras networks built from its own configs (`keras_nets/`) and
 cached as numpy files, so that the next load needs neither PyTorch's loader nor the conversion.
 The loops are written here: txt2img, img2img (partial time steps from the encoded image) and
 inpaint (masked latent blending, or a 9-channel inpainting UNet), step for step as diffusers' SD

@@ -28,13 +28,13 @@ def _no_fallback_noise(record: logging.LogRecord) -> bool:
 @contextmanager
 def _pickled_weights_checked(folder: Path):
     """Refuse unsafe pickles among a diffusers folder's weights, then load it without the fallback log lines."""
-    from .. import model_configs
+    from .. import single_file
 
     for sub in [folder, *(p for p in sorted(folder.iterdir()) if p.is_dir())]:
         files = [p for p in sorted(sub.iterdir()) if p.is_file()]
         if not any(p.suffix == ".safetensors" for p in files):  # else the .safetensors files are what is read
             for pickled in (p for p in files if p.suffix.lower() in PICKLE_SUFFIXES):
-                model_configs.load_pickle_safely(pickled, name=pickled.relative_to(folder.parent).as_posix())
+                single_file.load_pickle_safely(pickled, name=pickled.relative_to(folder.parent).as_posix())
     logger = logging.getLogger("diffusers.models.modeling_utils")
     logger.addFilter(_no_fallback_noise)
     try:
@@ -50,8 +50,8 @@ def load_pipeline(model: ModelInfo, dtype) -> DiffusionPipeline:
         extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
         with _pickled_weights_checked(model.path):
             return AutoPipelineForText2Image.from_pretrained(model.path, dtype=dtype, local_files_only=True, **extra)
-    from .. import model_configs
-    return model_configs.load_pipeline(model.path, dtype)
+    from .. import single_file
+    return single_file.load_pipeline(model.path, dtype)
 
 
 def load_vae(vae: ModelInfo, dtype, pipe) -> AutoencoderKL:
@@ -59,6 +59,6 @@ def load_vae(vae: ModelInfo, dtype, pipe) -> AutoencoderKL:
     if vae.format == "diffusers":
         with _pickled_weights_checked(vae.path):
             return AutoencoderKL.from_pretrained(vae.path, dtype=dtype, local_files_only=True)
-    from .. import model_configs
+    from .. import single_file
     family = "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd15"
-    return model_configs.load_vae(vae.path, dtype, family)
+    return single_file.load_vae(vae.path, dtype, family)

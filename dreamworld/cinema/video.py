@@ -4,7 +4,7 @@ Files are written to a hidden temporary name beside the target and renamed when 
 failed or interrupted encoding never leaves a half-written video. On Linux the ffmpeg that encodes
 is killed when the thread that started it dies (even by `kill -9`), instead of finishing a
 temporary file nobody will rename; one left all the same (power loss) is removed when the run
-resumes (creations.remove_stale_temp_files).
+resumes (files.remove_stale_temp_files).
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from .errors import VideoError
+from .. import files
+from ..errors import VideoError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"}
 
@@ -71,10 +72,6 @@ def _ffmpeg_dies_with_its_parent() -> None:
         _io._popen_kwargs = popen_kwargs
 
 
-def _temp(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
-
-
 def _fps(fps: float):
     """An exact rate for ffmpeg: 12 -> 12, 29.97 -> 2997/100."""
     value = Fraction(fps).limit_denominator(1001)
@@ -83,13 +80,22 @@ def _fps(fps: float):
 
 def write_mp4(frames: Iterable[np.ndarray], path, fps: float, quality: float = 8) -> Path:
     """Encode RGB uint8 frames as H.264 yuv420p at `fps`; return the path."""
+    path = Path(path)
+    os.environ.setdefault("IMAGEIO_FFMPEG_EXE", ffmpeg_exe())
+    _ffmpeg_dies_with_its_parent()
+    try:
+        with files.atomic(path, keep_suffix=True) as tmp:
+            _encode(frames, tmp, fps, quality)
+    except (VideoError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise VideoError(f"ffmpeg could not write {path.name}: {str(e).strip().splitlines()[-1:] or e}") from e
+    return path
+
+
+def _encode(frames: Iterable[np.ndarray], target: Path, fps: float, quality: float) -> None:
     import imageio_ffmpeg
 
-    path = Path(path)
-    exe = ffmpeg_exe()
-    os.environ.setdefault("IMAGEIO_FFMPEG_EXE", exe)
-    _ffmpeg_dies_with_its_parent()
-    tmp = _temp(path)
     writer = None
     try:
         for frame in frames:
@@ -99,7 +105,7 @@ def write_mp4(frames: Iterable[np.ndarray], path, fps: float, quality: float = 8
                 if width % 2 or height % 2:
                     raise VideoError(f"H.264 video needs an even width and height, got {width}x{height}")
                 writer = imageio_ffmpeg.write_frames(
-                    str(tmp), (width, height), fps=_fps(fps), codec="libx264", pix_fmt_out="yuv420p",
+                    str(target), (width, height), fps=_fps(fps), codec="libx264", pix_fmt_out="yuv420p",
                     quality=quality, macro_block_size=2, ffmpeg_log_level="error",
                     output_params=["-movflags", "+faststart"])
                 writer.send(None)
@@ -108,20 +114,12 @@ def write_mp4(frames: Iterable[np.ndarray], path, fps: float, quality: float = 8
             raise VideoError("there are no frames to write")
         writer.close()
         writer = None
-        os.replace(tmp, path)
-    except BaseException as e:
-        if writer is not None:
+    finally:
+        if writer is not None:  # a failure: stop ffmpeg quietly, the error above is what counts
             try:
                 writer.close()
             except Exception:
                 pass
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, (VideoError, KeyboardInterrupt)):
-            raise
-        if isinstance(e, Exception):
-            raise VideoError(f"ffmpeg could not write {path.name}: {str(e).strip().splitlines()[-1:] or e}") from e
-        raise
-    return path
 
 
 def write_gif(frames: Iterable[np.ndarray], path, fps: float) -> Path:
@@ -132,14 +130,9 @@ def write_gif(frames: Iterable[np.ndarray], path, fps: float) -> Path:
               for f in frames]
     if not images:
         raise VideoError("there are no frames to write")
-    tmp = _temp(path)
-    try:
+    with files.atomic(path, keep_suffix=True) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
                        duration=max(20, round(1000 / fps)), disposal=1, optimize=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -1,15 +1,15 @@
 """Offline loading of single-file checkpoints (`.safetensors`, `.ckpt`) of SD 1.x, SD 2.x and SDXL.
 
 `Pipeline.from_single_file(path)` guesses the model type from the state-dict keys and then downloads
-the matching diffusers repo's configs from the Hugging Face hub. Each folder here holds those json
-configs (no weights) for one model family; `config_dir(family)` completes a copy with the CLIP
+the matching diffusers repo's configs from the Hugging Face hub. Each folder of model_configs/ holds
+those json configs (no weights) for one model family; `config_dir(family)` completes a copy with the CLIP
 tokenizer files (built from the vendored BPE vocabulary), so that
 
     pipe = load_pipeline(path, torch.float32)
 
 works without a network. Before anything is loaded the file's keys are read (no tensor data, and for
 `.ckpt` no pickled code is run) to name its family or refuse it with a sentence saying why. Sources
-of the configs and how they are checked are in README.md next to this file.
+of the configs and how they are checked are in model_configs/README.md.
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..models import ModelError
+from .models import ModelError
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent / "model_configs"  # the configs, as data
 CACHE_DIR = Path(os.environ.get("DREAMWORLD_CACHE", Path.home() / ".cache" / "dreamworld")) / "configs"
 EOS = "<|endoftext|>"
 
@@ -72,7 +72,7 @@ def config_dir(family: str) -> Path:
     src = HERE / family
     if family not in FAMILIES or not src.is_dir():
         raise ModelError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
-    digest = hashlib.sha256((HERE.parent / "tokenizer.py").read_bytes())  # tokenizer files derive from it
+    digest = hashlib.sha256((Path(__file__).parent / "tokenizer.py").read_bytes())  # tokenizer files derive from it
     for p in sorted(src.rglob("*.json")):
         digest.update(str(p.relative_to(src)).encode() + b"\0" + p.read_bytes())
     stamp = digest.hexdigest()
@@ -80,7 +80,7 @@ def config_dir(family: str) -> Path:
     if (out / ".stamp").is_file() and (out / ".stamp").read_text() == stamp:
         return out
 
-    from ..tokenizer import write_clip_tokenizer
+    from .tokenizer import write_clip_tokenizer
 
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = CACHE_DIR / f".{family}.{os.getpid()}.tmp"
