@@ -202,7 +202,8 @@ def test_a_full_disk_while_saving_is_one_sentence(world, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("fields, field, words", [
     (dict(mode="img2img", init_image=123), "init_image", "init_image must be a file path or a PIL image, got 123"),
-    (dict(mode="inpaint", init_image="a.png", mask=[1, 2]), "mask", "mask must be a file path or a PIL image, got [1, 2]"),
+    (dict(mode="inpaint", init_image="a.png", mask=[1, 2]), "mask",
+     "mask must be a file path or a PIL image, got [1, 2]"),
     (dict(on_progress=5), "on_progress", "on_progress must be callable (a function given the progress), got 5"),
 ])
 def test_python_api_wrong_types_are_request_errors_naming_the_field(tmp_path, fields, field, words):

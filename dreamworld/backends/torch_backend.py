@@ -143,7 +143,7 @@ class TorchBackend(Backend):
             with torch.inference_mode():
                 image = pipe(**args).images[0]
         except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError, or the CPU allocator's RuntimeError
-            if not is_out_of_memory(e):
+            if not (isinstance(e, torch.OutOfMemoryError) or is_out_of_memory(e)):
                 raise
             self.free_cache()
             raise out_of_memory(self.device, r.width, r.height, e) from None
