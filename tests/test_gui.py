@@ -256,6 +256,23 @@ def test_txt2img_saves_and_serves_the_png_with_its_metadata(page, server):
     assert json.loads(chunks["dreamworld"])["seed"] == 1234
 
 
+def test_a_seed_list_typed_in_the_gui_makes_one_image_per_seed(page, server):
+    """A list field of the schema (seeds) gets its control with no GUI code of its own; its value flows into
+    each image's metadata. Fields of other modes (denoising strength) are hidden in txt2img."""
+    expect(page.locator("#field-strength")).to_be_hidden()
+    fill(page, prompt="a seed list", **FAST)
+    seeds = page.locator("#field-seeds textarea, #field-seeds input").first
+    seeds.fill("3, 7")
+    seeds.press("Tab")
+    before = server.files()
+    assert "Saved 2 image" in generate(page)
+    made = sorted(new_images(server, before))
+    records = [read_creation(p)["request"] for p in made]
+    assert sorted(r["seed"] for r in records) == [3, 7] and all(r["seeds"] == [3, 7] for r in records)
+    page.locator("#field-mode").get_by_label("img2img").check()
+    expect(page.locator("#field-strength")).to_be_visible()
+
+
 def test_progress_is_shown_and_interrupt_stops_a_long_generation(page, server):
     before = server.files()
     fill(page, prompt="a very slow picture", seed=5, width=512, height=512, steps=150)

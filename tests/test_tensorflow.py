@@ -307,7 +307,7 @@ def test_a_model_the_backend_cannot_build_is_one_sentence(world, models_dir, tmp
         raise keras_nets.ConfigError("its UNet uses addition_embed_type='text_time', which the TensorFlow "
                                      "backend does not build")
 
-    monkeypatch.setattr(keras_nets, "check_unet_config", sdxl_like)
+    monkeypatch.setattr(keras_nets.unet, "check_unet_config", sdxl_like)
     world.release()
     with pytest.raises(BackendError, match=r"^model 'dreamworld-tiny' cannot run on backend 'tensorflow': its UNet"):
         world.create(prompt="x", backend="tensorflow", steps=2, seed=1, width=64, height=64)
