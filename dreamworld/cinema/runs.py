@@ -66,12 +66,14 @@ def load_settings(path, creations_dir=None) -> dict:
     """The CinemaRequest fields saved for a run (its folder, settings file or a frame), inputs as full paths
     (read back only from creations_dir's inputs/, see creations.stored_inputs)."""
     path = settings_file(path)
+    unreadable = creations.CreationError(f"{path.name!r} in {path.parent.name!r} is not a readable cinema "
+                                         "settings file")
     try:
         fields = json.loads(path.read_text(encoding="utf-8"))["cinema"]
-        assert isinstance(fields, dict)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError, RecursionError):
-        raise creations.CreationError(f"{path.name!r} in {path.parent.name!r} is not a readable cinema "
-                                      "settings file") from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        raise unreadable from None
+    if not isinstance(fields, dict):
+        raise unreadable
     fields = {k: v for k, v in fields.items() if k in schema.CINEMA_FIELDS}
     inputs = [n for n, s in schema.CINEMA_FIELDS.items() if s.kind in ("image", "video")]
     return creations.stored_inputs(fields, inputs, creations_dir, path.name)

@@ -84,9 +84,6 @@ class Schedule:
                 out.append(value(key, start))
         return out
 
-    def at(self, t: int, frames: int) -> float:
-        return self.values(max(frames, t + 1))[t]
-
 
 def _closing(text: str, start: int, field_name: str) -> int:
     """The index of the ')' that closes the '(' at text[start]."""
