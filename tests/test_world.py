@@ -146,7 +146,7 @@ def test_out_of_memory_is_one_sentence_and_writes_nothing(world, monkeypatch):
     def exhausted(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(type(pipe), "__call__", exhausted)
+    monkeypatch.setattr(pipe.unet, "forward", exhausted)  # mid-loop, as a real allocation failure
     before = files_in(world.creations_dir)
     with pytest.raises(Exception) as error:
         world.create(prompt="x", seed=1, **FAST)
