@@ -178,6 +178,21 @@ def save_creation(image, request: Request, *, parameters: str, creations_dir, in
     return path
 
 
+def save_image_at(image, request: Request, *, parameters: str, path, creations_dir, extra: dict) -> Path:
+    """Save an image with its metadata (the request plus `extra`, e.g. {"parts": ...}) and its .txt at
+    `path` (a PNG), atomically; return the path."""
+    path = Path(path)
+    record = _request_record(request.replace(format="png"), Path(creations_dir), extra)
+    text_path = path.with_suffix(".txt")
+    _write_atomic(text_path, parameters.encode("utf-8"))
+    try:
+        _write_atomic(path, save=_encoder(image, "png", parameters, record))
+    except BaseException:
+        text_path.unlink(missing_ok=True)
+        raise
+    return path
+
+
 # ----- cinema runs ----------------------------------------------------------------------
 RUN_SETTINGS = "cinema.json"
 _FRAME = re.compile(r"^frame_(\d{5,})\.png$")
