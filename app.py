@@ -1,4 +1,4 @@
-"""DreamWorld: `python app.py` serves the GUI; `generate`, `cinema` and `info` work headless.
+"""DreamWorld: `python app.py` serves the GUI; `generate`, `cinema`, `parts` and `info` work headless.
 
 Headless commands print only the saved paths on stdout (`cinema`: the video's, last). Bad input
 exits with status 2 and one line on stderr naming the field.
@@ -93,10 +93,45 @@ def build_parser() -> Parser:
     cinema.add_argument("--resume", metavar="RUN",
                         help="continue an interrupted run (its folder) from its saved frames")
 
+    add_parts_parser(sub, common)
+
     info = sub.add_parser("info", parents=[common], help="print the metadata embedded in an image")
     info.add_argument("file")
     info.add_argument("--json", action="store_true", help="print the full request as JSON")
     return parser
+
+
+# parts: each stage's request flags (with the engine's: backend, device, precision, jit) and its own
+ENGINE = ("backend", "device", "precision", "jit")
+PARTS = {
+    "text": (("prompt", "negative_prompt", "model", "clip_skip"), "write NAME_text.tiff: the prompts' embeddings"),
+    "noise": (("seed", "width", "height", "model"), "write NAME_state1.tiff: the starting latent of a seed"),
+    "diffuse": (("steps", "guidance_scale", "scheduler", "model", "strength", "seed"),
+                "write NAME_state2.tiff: the latent after the denoising loop (or part of it)"),
+    "decode": (("vae", "model"), "write NAME.png and NAME_decoded.tiff: the decoder's output"),
+    "encode": (("vae", "model", "width", "height"), "write NAME_state1.tiff: an image's latent"),
+}
+
+
+def add_parts_parser(sub, common) -> None:
+    parts = sub.add_parser("parts", parents=[common], help="run one stage of the pipeline, keeping its state "
+                                                           "in float TIFF files; print the written paths")
+    stages = parts.add_subparsers(dest="stage", parser_class=Parser, required=True)
+    for stage, (names, help_text) in PARTS.items():
+        p = stages.add_parser(stage, parents=[common], help=help_text)
+        add_request_flags(p, exclude=[n for n in schema.FIELDS if n not in names + ENGINE])
+        p.add_argument("--out", required=True, metavar="NAME", help="the written files' name, without suffix")
+        if stage == "diffuse":
+            p.add_argument("state", help="NAME_state1.tiff (or a midway NAME_state2.tiff)")
+            p.add_argument("text", help="NAME_text.tiff")
+            p.add_argument("--from-step", type=int, default=None, metavar="A", help="continue a midway state")
+            p.add_argument("--to-step", type=int, default=None, metavar="B", help="stop after step B")
+        elif stage == "decode":
+            p.add_argument("state", help="NAME_state2.tiff (or any latent)")
+            p.add_argument("--tiled", action="store_true", help="decode in overlapping tiles (bounded memory)")
+            p.add_argument("--float32", action="store_true", help="NAME_decoded.tiff as float32, not float16")
+        elif stage == "encode":
+            p.add_argument("image", help="the image to encode")
 
 
 def given(args, fields) -> dict:
@@ -172,6 +207,29 @@ def cmd_cinema(args) -> int:
     return 0
 
 
+def cmd_parts(args) -> int:
+    from dreamworld.backends.base import Interrupted
+    world = make_world(args)
+    fields = given(args, schema.FIELDS)
+    stages = world.parts
+    try:
+        if args.stage == "diffuse":
+            written = stages.diffuse(args.state, args.text, args.out, from_step=args.from_step,
+                                     to_step=args.to_step, **fields)
+        elif args.stage == "decode":
+            written = stages.decode(args.state, args.out, tiled=args.tiled, float32=args.float32, **fields)
+        elif args.stage == "encode":
+            written = stages.encode(args.image, args.out, **fields)
+        else:
+            written = getattr(stages, args.stage)(args.out, **fields)
+    except Interrupted:
+        print("interrupted", file=sys.stderr)
+        return 130
+    for path in written if isinstance(written, list) else [written]:
+        print(path, flush=True)
+    return 0
+
+
 def cmd_info(args) -> int:
     from dreamworld import creations
     data = creations.read_creation(args.file)
@@ -218,7 +276,8 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose or not args.command else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-        command = {"generate": cmd_generate, "cinema": cmd_cinema, "info": cmd_info, None: cmd_gui}[args.command]
+        command = {"generate": cmd_generate, "cinema": cmd_cinema, "info": cmd_info, "parts": cmd_parts,
+                   None: cmd_gui}[args.command]
         return command(args)
     except (UserError, *USER_ERRORS) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -217,13 +217,28 @@ def save_creation(image, request: Request, *, parameters: str, creations_dir, in
     with _save_lock, saving(folder):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{_next_number(folder):05d}-{slug}.{request.format}"
-        text_path = path.with_suffix(".txt")
-        files.write_atomic(text_path, parameters.encode("utf-8"))
-        try:
-            files.write_atomic(path, save=write_image)
-        except BaseException:
-            text_path.unlink(missing_ok=True)
-            raise
+        write_with_text(path, write_image, parameters)
+    return path
+
+
+def write_with_text(path: Path, write_image, parameters: str) -> None:
+    """Write an image and the .txt of its parameters beside it, each atomically; neither is left alone."""
+    text_path = path.with_suffix(".txt")
+    files.write_atomic(text_path, parameters.encode("utf-8"))
+    try:
+        files.write_atomic(path, save=write_image)
+    except BaseException:
+        text_path.unlink(missing_ok=True)
+        raise
+
+
+def save_image_at(image, request: Request, *, parameters: str, path, creations_dir, extra: dict) -> Path:
+    """Save an image with its metadata (the request plus `extra`, e.g. {"parts": ...}) and its .txt at
+    `path` (a PNG), atomically; return the path."""
+    path = Path(path)
+    record = request_record(request.replace(format="png"), Path(creations_dir), extra)
+    with saving(path.parent):
+        write_with_text(path, encoder(image, "png", parameters, record), parameters)
     return path
 
 

@@ -203,6 +203,12 @@ class DreamWorld:
                     on_progress(progress)
             return result
 
+    @property
+    def parts(self):
+        """The pipeline's stages one at a time, their state in TIFF files (dreamworld/parts)."""
+        from .parts.stages import Parts
+        return Parts(self)
+
     # ----- cinema -------------------------------------------------------------------
     def cinema_request(self, **fields):
         """Validate cinema fields over the settings' defaults into a CinemaRequest."""

@@ -41,6 +41,7 @@ class Capabilities:
     max_clip_skip: int = 12
     latent_walk: bool = False  # Job.noise, Job.prompt_blend and Backend.initial_noise (cinema's dream motion)
     jit: bool = False  # the request's jit field (XLA compilation) is honoured
+    parts: bool = False  # the stages below (encode_prompt, denoise, decode_latents, encode_image)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class Job:
     Backend.initial_noise's; with initial_noise(seed) and the same seed the result is the plain
     generation's), and `prompt_blend`, ((prompt, weight), ...) whose text embeddings are mixed
     by weight in place of request.prompt.
+
+    By parts (backends whose capabilities say parts): `init_latents`, an img2img job's input as latents
+    (Backend.encode_image's) in place of init_image; `from_step` and `to_step`, the part of the denoising
+    loop to run (0 and None: all of it).
     """
     request: Request
     seed: int
@@ -61,6 +66,9 @@ class Job:
     should_stop: Callable[[], bool] = lambda: False
     noise: Any = None
     prompt_blend: tuple[tuple[str, float], ...] | None = None
+    init_latents: Any = None
+    from_step: int = 0
+    to_step: int | None = None
 
     @property
     def soft_mask(self) -> Image.Image | None:
@@ -107,6 +115,32 @@ class Backend(ABC):
     def initial_noise(self, seed: int, width: int, height: int):
         """The initial latent noise (a float32 numpy array) of a txt2img generation with this seed."""
         raise BackendError(f"backend {self.name!r} cannot do latent walks (dream motion)")
+
+    # ----- stages (by parts): generate is encode_prompt, initial_noise, denoise, decode_latents in order --
+    def encode_prompt(self, request: Request, blend=None):
+        """[negative, positive] text embeddings of the request's prompts, float32 (2, tokens, width)."""
+        raise BackendError(f"backend {self.name!r} cannot run the pipeline by parts")
+
+    def denoise(self, job: Job, context, latents=None, rng_state: bytes | None = None):
+        """(latents after job.from_step..job.to_step of the loop, the noise generator's state then)."""
+        raise BackendError(f"backend {self.name!r} cannot run the pipeline by parts")
+
+    def decode_latents(self, latents, tiled: bool = False):
+        """The VAE decoder's raw output of latents, float32 NCHW in about [-1, 1]."""
+        raise BackendError(f"backend {self.name!r} cannot run the pipeline by parts")
+
+    def encode_image(self, image: Image.Image):
+        """An image's latents: the VAE posterior's mean, scaled as the model expects."""
+        raise BackendError(f"backend {self.name!r} cannot run the pipeline by parts")
+
+    def to_image(self, decoded) -> Image.Image:
+        """decode_latents' output as the 8-bit picture generate gives."""
+        raise BackendError(f"backend {self.name!r} cannot run the pipeline by parts")
+
+    @property
+    def family(self) -> str:
+        """The model family whose latents and embeddings this model takes (e.g. 'sd', 'sdxl')."""
+        return "sd"
 
     def close(self) -> None:
         """Release memory held by the model."""

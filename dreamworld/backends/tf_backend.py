@@ -11,7 +11,6 @@ request gives the torch backend's picture within rounding (docs/tensorflow.md).
 from __future__ import annotations
 
 import gc
-import inspect
 import json
 import logging
 import os
@@ -53,8 +52,8 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from ..models import ModelError, ModelInfo  # noqa: E402
 from ..schema import MODES  # noqa: E402
 from . import LoadSpec, keras_nets, samplers  # noqa: E402
-from .base import (Backend, BackendError, Capabilities, Interrupted, Job, out_of_memory,  # noqa: E402
-                   precisions_on)
+from .base import BackendError, Capabilities, Job, out_of_memory, precisions_on  # noqa: E402
+from .latents import LatentStages  # noqa: E402
 
 log = logging.getLogger("dreamworld")
 
@@ -76,7 +75,7 @@ def supported_precisions(device: str) -> tuple[str, ...]:
     return ("fp32", "fp16", "bf16") if device == "cuda" else ("fp32", "bf16")
 
 
-class TensorflowBackend(Backend):
+class TensorflowBackend(LatentStages):
     name = "tensorflow"
 
     @classmethod
@@ -84,7 +83,7 @@ class TensorflowBackend(Backend):
         return Capabilities(
             modes=MODES, schedulers=tuple(samplers.SCHEDULERS), devices=available_devices(),
             precisions=precisions_on(available_devices(), supported_precisions),
-            size_multiple=SIZE_MULTIPLE, latent_walk=True, jit=True)  # SD 1.x and 2.x (SDXL runs on torch); bf16/fp16 are Keras mixed precision
+            size_multiple=SIZE_MULTIPLE, latent_walk=True, jit=True, parts=True)  # SD 1.x and 2.x (SDXL runs on torch); bf16/fp16 are Keras mixed precision
 
     @classmethod
     def graph_key(cls, request) -> dict:
@@ -185,16 +184,6 @@ class TensorflowBackend(Backend):
         with tf.device(self._tf_device):
             return self._text_fn(clip_skip)(tf.constant(self.token_ids(text))).numpy().astype(np.float32)
 
-    def _context(self, r, blend) -> np.ndarray:
-        """[negative, positive] embeddings (only the positive without guidance); a blend mixes prompts."""
-        if blend:
-            positive = sum(weight * self.embed(prompt, r.clip_skip) for prompt, weight in blend)
-        else:
-            positive = self.embed(r.prompt, r.clip_skip)
-        if r.guidance_scale <= 1:
-            return positive
-        return np.concatenate([self.embed(r.negative_prompt, r.clip_skip), positive])
-
     def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray) -> torch.Tensor:
         """The UNet on NCHW torch latents at time step t: NCHW torch noise, float32."""
         t_proj = get_timestep_embedding(torch.as_tensor(t).reshape(1).float().expand(latents.shape[0]),
@@ -215,6 +204,12 @@ class TensorflowBackend(Backend):
         sample = mean + std * torch.randn(mean.shape, generator=generator, dtype=torch.float32)
         return sample * self.vae_config["scaling_factor"]
 
+    def encode_mean(self, image: torch.Tensor) -> torch.Tensor:
+        """Scaled latents of the VAE posterior's mean of an NCHW image in [-1, 1] (no noise)."""
+        with tf.device(self._tf_device):
+            mean, _ = self._encode_fn(tf.constant(image.permute(0, 2, 3, 1).numpy()))
+        return torch.from_numpy(tf.cast(mean, tf.float32).numpy()).permute(0, 3, 1, 2) * self.vae_config["scaling_factor"]
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         z = latents / self.vae_config["scaling_factor"]
         if self.vae_config.get("shift_factor") is not None:
@@ -234,83 +229,10 @@ class TensorflowBackend(Backend):
             raise BackendError(f"model {self.model_name!r} is an inpainting model: it can only do mode inpaint, "
                                f"not {r.mode}")
         try:
-            latents = self._denoise(job)
-            image = self.images.postprocess(self.decode(latents), output_type="pil")[0]
+            return super().generate(job)
         except (tf.errors.ResourceExhaustedError, MemoryError) as e:
             gc.collect()
             raise out_of_memory(self.device, r.width, r.height, e) from None
-        if r.mode == "inpaint":
-            image = Image.composite(image, job.init_image, job.soft_mask)
-        return image
-
-    def _denoise(self, job: Job) -> torch.Tensor:
-        r = job.request
-        generator = torch.Generator("cpu").manual_seed(job.seed)
-        scheduler = samplers.make(r.scheduler, self.scheduler_config, job.seed)
-        scheduler.set_timesteps(r.steps, device="cpu")
-        timesteps = scheduler.timesteps
-        context = self._context(r, job.prompt_blend)
-        guided = r.guidance_scale > 1
-        shape = (1, self.vae_config["latent_channels"], r.height // self.scale, r.width // self.scale)
-        blend = extra = None
-        if r.mode == "txt2img":
-            latents = torch.randn(shape, generator=generator, dtype=torch.float32)
-            if job.noise is not None:  # a latent walk's noise replaces the seed's draw
-                latents = torch.from_numpy(np.ascontiguousarray(job.noise, dtype=np.float32))
-            latents = latents * scheduler.init_noise_sigma
-        else:
-            start = r.steps - min(int(r.steps * r.strength), r.steps)
-            timesteps = timesteps[start * scheduler.order:]
-            if hasattr(scheduler, "set_begin_index"):
-                scheduler.set_begin_index(start * scheduler.order)
-            if len(timesteps) == 0:
-                raise BackendError(f"strength {r.strength:g} leaves no denoising step out of {r.steps}; "
-                                   "raise strength or steps")
-            first = timesteps[:1]
-            image = self.images.preprocess(job.init_image).float()
-            if r.mode == "img2img":
-                noise_free = self.encode(image, generator)
-                latents = scheduler.add_noise(noise_free, torch.randn(shape, generator=generator), first)
-            else:
-                latents, blend, extra = self._inpaint_start(job, image, scheduler, generator, shape, first)
-        step_kwargs = _step_kwargs(scheduler, generator)
-        for i, t in enumerate(timesteps):
-            model_input = scheduler.scale_model_input(torch.cat([latents] * 2) if guided else latents, t)
-            if extra is not None:  # a 9-channel inpainting UNet also sees the mask and the masked image
-                model_input = torch.cat([model_input] + [torch.cat([e] * len(model_input)) for e in extra], dim=1)
-            noise = self.predict_noise(model_input, t, context)
-            if guided:
-                uncond, cond = noise.chunk(2)
-                noise = uncond + r.guidance_scale * (cond - uncond)
-            latents = scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
-            if blend is not None:
-                latents = blend(latents, i, timesteps)
-            job.on_step(i + 1, len(timesteps))
-            if job.should_stop():
-                raise Interrupted()
-        return latents
-
-    def _inpaint_start(self, job, image, scheduler, generator, shape, first):
-        """Initial latents for inpaint, and either the blend that keeps the unmasked latents of the input
-        (4-channel UNets) or the extra UNet inputs (9-channel ones), drawing noise as diffusers does."""
-        r = job.request
-        full = r.strength == 1.0
-        image_latents = self.encode(image, generator) if not self.inpainting_only or not full else None
-        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
-        latents = noise * scheduler.init_noise_sigma if full else scheduler.add_noise(image_latents, noise, first)
-        condition = self.masks.preprocess(job.soft_mask, height=r.height, width=r.width).float()
-        mask = torch.nn.functional.interpolate(condition, size=shape[2:])
-        masked_latents = self.encode(image * (condition < 0.5), generator)
-        if self.inpainting_only:
-            return latents, None, (mask, masked_latents)
-
-        def blend(latents, i, timesteps):
-            known = image_latents
-            if i < len(timesteps) - 1:
-                known = scheduler.add_noise(image_latents, noise, torch.tensor([timesteps[i + 1]]))
-            return (1 - mask) * known + mask * latents
-
-        return latents, blend, None
 
     def close(self) -> None:
         for name in ("unet", "encoder", "decoder", "text_encoder", "_unet_fn", "_decode_fn", "_encode_fn"):
@@ -318,11 +240,6 @@ class TensorflowBackend(Backend):
         self._text_fns.clear()
         keras.backend.clear_session()
         gc.collect()
-
-
-def _step_kwargs(scheduler, generator) -> dict:
-    accepted = inspect.signature(scheduler.step).parameters
-    return {k: v for k, v in (("eta", 0.0), ("generator", generator)) if k in accepted}
 
 
 def _part(state: dict, *prefixes: str) -> dict:

@@ -7,14 +7,16 @@ import logging
 import numpy as np
 import torch
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
 from ..models import ModelError
 from ..schema import MODES
-from . import LoadSpec, samplers, weights
-from .base import Backend, BackendError, Capabilities, Interrupted, Job, is_out_of_memory, out_of_memory, precisions_on
+from . import LoadSpec, samplers, torch_tiles, weights
+from .base import BackendError, Capabilities, Interrupted, Job, is_out_of_memory, out_of_memory, precisions_on
+from .latents import LatentStages
 
 log = logging.getLogger("dreamworld")
 diffusers_logging.disable_progress_bar()
@@ -60,7 +62,7 @@ def resolve_precision(device: str, precision: str) -> str:
     return precision
 
 
-class TorchBackend(Backend):
+class TorchBackend(LatentStages):
     name = "torch"
 
     @classmethod
@@ -68,7 +70,7 @@ class TorchBackend(Backend):
         return Capabilities(
             modes=MODES, schedulers=tuple(samplers.SCHEDULERS), devices=available_devices(),
             precisions=precisions_on(available_devices(), supported_precisions),
-            size_multiple=8, latent_walk=True)
+            size_multiple=8, latent_walk=True, parts=True)
 
     def __init__(self, spec: LoadSpec):
         model, vae = spec.model, spec.vae
@@ -90,6 +92,12 @@ class TorchBackend(Backend):
         self.inpainting_only = pipe.unet.config.in_channels == 9
         self._pipes = {"txt2img": pipe.to(self.device)}
         self._scheduler_config = dict(pipe.scheduler.config)
+        self.sdxl = getattr(pipe, "text_encoder_2", None) is not None
+        # what the stages (latents.py) work with
+        self.scheduler_config, self.vae_config, self.unet_config = self._scheduler_config, pipe.vae.config, pipe.unet.config
+        self.scale, self.images = pipe.vae_scale_factor, pipe.image_processor
+        self.masks = VaeImageProcessor(vae_scale_factor=self.scale, do_normalize=False, do_binarize=True,
+                                       do_convert_grayscale=True)
 
     @property
     def native_size(self) -> tuple[int, int]:
@@ -107,11 +115,33 @@ class TorchBackend(Backend):
             self._pipes[mode].set_progress_bar_config(disable=True)
         return self._pipes[mode]
 
+    @property
+    def family(self) -> str:
+        return "sdxl" if self.sdxl else "sd"
+
     def generate(self, job: Job) -> Image.Image:
         r = job.request
         if self.inpainting_only and r.mode != "inpaint":
             raise BackendError(f"model {self.model_name!r} is an inpainting model: it can only do mode inpaint, "
                                f"not {r.mode}")
+        if self.sdxl:
+            return self._generate_sdxl(job)
+        try:
+            with torch.inference_mode():
+                return super().generate(job)
+        except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError, or the CPU allocator's RuntimeError
+            raise self._out_of_memory(e, r) from None
+
+    def _out_of_memory(self, error: BaseException, r) -> BackendError:
+        """The one sentence for a failed allocation; any other error is raised as it is."""
+        if not (isinstance(error, torch.OutOfMemoryError) or is_out_of_memory(error)):
+            raise error
+        self.free_cache()
+        return out_of_memory(self.device, r.width, r.height, error)
+
+    def _generate_sdxl(self, job: Job) -> Image.Image:
+        """SDXL (two text encoders, pooled embeddings, size conditioning) runs on diffusers' pipelines."""
+        r = job.request
         pipe = self._pipe(r.mode)
         pipe.scheduler = samplers.make(r.scheduler, self._scheduler_config, job.seed)
         stopped = False
@@ -142,11 +172,8 @@ class TorchBackend(Backend):
         try:
             with torch.inference_mode():
                 image = pipe(**args).images[0]
-        except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError, or the CPU allocator's RuntimeError
-            if not (isinstance(e, torch.OutOfMemoryError) or is_out_of_memory(e)):
-                raise
-            self.free_cache()
-            raise out_of_memory(self.device, r.width, r.height, e) from None
+        except (RuntimeError, MemoryError) as e:
+            raise self._out_of_memory(e, r) from None
         if stopped:
             raise Interrupted()
         if r.mode == "inpaint":
@@ -158,8 +185,54 @@ class TorchBackend(Backend):
         """The latent noise a txt2img generation with this seed starts from (drawn as diffusers does)."""
         pipe = self._pipes["txt2img"]
         shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-        noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=DTYPES[self.precision])
+        dtype = DTYPES[self.precision] if self.sdxl else torch.float32  # SDXL: the pipeline's own draw
+        noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=dtype)
         return noise.float().numpy()
+
+    # ----- the stages' hooks (latents.py) ---------------------------------------------------------
+    def _refuse_sdxl(self) -> None:
+        if self.sdxl:
+            raise BackendError(f"model {self.model_name!r} is an SDXL model, which cannot be run by parts yet")
+
+    def embed(self, text: str, clip_skip: int = 1) -> np.ndarray:
+        self._refuse_sdxl()
+        return self._embed(self._pipes["txt2img"], text, clip_skip).float().cpu().numpy()
+
+    def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray) -> torch.Tensor:
+        pipe, dtype = self._pipes["txt2img"], DTYPES[self.precision]
+        with torch.inference_mode():
+            out = pipe.unet(latents.to(self.device, dtype), t, return_dict=False,
+                            encoder_hidden_states=torch.from_numpy(context).to(self.device, dtype))[0]
+        return out.float().cpu()
+
+    def encode(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Scaled latents sampled from the VAE posterior (as diffusers does, from the CPU generator)."""
+        mean, std = self._posterior(image)
+        sample = mean + std * torch.randn(mean.shape, generator=generator, dtype=torch.float32)
+        return sample * self.vae_config["scaling_factor"]
+
+    def encode_mean(self, image: torch.Tensor) -> torch.Tensor:
+        return self._posterior(image)[0] * self.vae_config["scaling_factor"]
+
+    def _posterior(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._refuse_sdxl()
+        vae = self._pipes["txt2img"].vae
+        with torch.inference_mode():
+            dist = vae.encode(image.to(self.device, vae.dtype)).latent_dist
+            return dist.mean.float().cpu(), dist.std.float().cpu()
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        self._refuse_sdxl()
+        vae = self._pipes["txt2img"].vae
+        with torch.inference_mode():
+            return vae.decode((latents / self.vae_config["scaling_factor"]).to(self.device, vae.dtype),
+                              return_dict=False)[0].float().cpu()
+
+    def decode_tiled(self, latents: torch.Tensor) -> torch.Tensor:
+        self._refuse_sdxl()
+        vae = self._pipes["txt2img"].vae
+        z = (latents / self.vae_config["scaling_factor"]).to(self.device, vae.dtype)
+        return torch_tiles.decode_tiled(vae, z).float().cpu()
 
     def _latents(self, noise: np.ndarray, generator: torch.Generator) -> torch.Tensor:
         """Job.noise as the pipeline's latents; the generator is advanced past the draw it replaces, so

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import __version__, creations, files, schema
+from .. import __version__, creations, schema
 from ..creations import FRAME, RUN_SETTINGS, frame_name
 from ..schema import Request
 
@@ -28,12 +28,7 @@ def save_frame(image, request: Request, *, parameters: str, run_dir, index: int,
     path = run_dir / frame_name(index)
     write_image = creations.encoder(image, "png", parameters, record)
     with creations.saving(run_dir):
-        files.write_atomic(path.with_suffix(".txt"), parameters.encode("utf-8"))
-        try:
-            files.write_atomic(path, save=write_image)
-        except BaseException:
-            path.with_suffix(".txt").unlink(missing_ok=True)
-            raise
+        creations.write_with_text(path, write_image, parameters)
     return path
 
 

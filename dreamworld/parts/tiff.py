@@ -1,0 +1,134 @@
+"""TIFF states of the pipeline by parts: reading, checking and writing them with tifffile.
+
+Files (NAME is the user's):
+    NAME_text.tiff     the [negative, positive] text embeddings, float32, pages (2, tokens, width)
+    NAME_state1.tiff   a starting latent (noise for a seed, or an image's latent), float32 (C, H/8, W/8),
+                       one planar page an image editor opens with its channels as float
+    NAME_state2.tiff   the latent after (part of) the denoising loop, same layout
+    NAME_decoded.tiff  the decoder's output in [0, 1], float16 or float32, (H, W, 3)
+Each holds a JSON description (tifffile's shaped metadata): {"shape": [...], "dreamworld": {...}}. Files of
+StableDiffusion-By-Parts (float16 latent pages (1, 4, h, w), float32 embedding pages (2, 77, 768), a
+description {"shape": [...]} only) are read too.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from ..errors import DreamWorldError
+
+KEY = "dreamworld"
+FLOATS = (np.float16, np.float32, np.float64)
+
+
+class PartsError(DreamWorldError, ValueError):
+    """A state file cannot be read, or does not fit the stage or the model it is given to."""
+
+
+SUFFIXES = ("text", "state1", "state2", "decoded")
+
+
+def base_name(name) -> str:
+    """NAME of NAME, NAME.png, NAME_state2.tiff..."""
+    name = str(name)
+    for end in (".tiff", ".tif", ".png"):
+        name = name.removesuffix(end)
+    for suffix in SUFFIXES:
+        name = name.removesuffix(f"_{suffix}")
+    return name
+
+
+def path_for(name, suffix: str) -> Path:
+    """NAME -> NAME_<suffix>.tiff."""
+    return Path(f"{base_name(name)}_{suffix}.tiff")
+
+
+def write(path, array: np.ndarray, info: dict, *, planar: bool = False) -> Path:
+    """Write `array` with `info` in its description, atomically (a temp file beside it, then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    options = dict(photometric="minisblack", planarconfig="separate") if planar else {}
+    if array.ndim == 3 and array.shape[-1] == 3 and not planar:
+        options = dict(photometric="rgb")
+    try:
+        tifffile.imwrite(tmp, array, metadata={KEY: info}, **options)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read(path, what: str) -> tuple[np.ndarray, dict]:
+    """(array, our description or {}) of a TIFF state; `what` names the file in errors."""
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            array = tif.asarray()
+            shaped = tif.shaped_metadata or ({},)
+            description = tif.pages[0].description
+    except FileNotFoundError:
+        raise PartsError(f"{what}: {path.name!r} does not exist") from None
+    except Exception:
+        raise PartsError(f"{what}: {path.name!r} is not a TIFF file, or it is damaged") from None
+    info = shaped[0].get(KEY) if isinstance(shaped[0], dict) else None
+    if info is None:  # another writer: a plain JSON description, if any
+        try:
+            info = json.loads(description).get(KEY) or {}
+        except (ValueError, AttributeError):
+            info = {}
+    if array.dtype not in FLOATS:
+        raise PartsError(f"{what}: {path.name!r} holds {array.dtype} pages; a state is floating-point "
+                         "(float16 or float32)")
+    if not np.isfinite(array).all():
+        raise PartsError(f"{what}: {path.name!r} holds values that are not finite numbers")
+    return array.astype(np.float32), info if isinstance(info, dict) else {}
+
+
+def as_latent(array: np.ndarray, channels: int, name: str, what: str = "latent") -> np.ndarray:
+    """A state's array as a (channels, h, w) latent, from our planar pages, By-Parts' (1, C, h, w) pages or
+    an editor's interleaved (h, w, C) image."""
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 3 and array.shape[0] != channels and array.shape[-1] == channels:
+        array = np.moveaxis(array, -1, 0)
+    if array.ndim != 3 or array.shape[0] != channels or min(array.shape[1:]) < 8:
+        raise PartsError(f"{what}: {name!r} holds an array of shape {tuple(array.shape)}, not a latent of "
+                         f"shape ({channels}, height/8, width/8) with at least 8x8 latent pixels")
+    return np.ascontiguousarray(array)
+
+
+def as_text(array: np.ndarray, width: int, name: str) -> np.ndarray:
+    """A text file's array as (2, tokens, width) embeddings: [negative, positive]."""
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 3 or array.shape[0] != 2:
+        raise PartsError(f"text: {name!r} holds an array of shape {tuple(array.shape)}, not [negative, "
+                         "positive] embeddings of shape (2, tokens, width)")
+    if array.shape[2] != width:
+        raise PartsError(f"text: {name!r} holds {array.shape[2]}-wide embeddings, made by a model of another "
+                         f"family; this model takes {width}-wide ones")
+    return np.ascontiguousarray(array)
+
+
+def check_family(info: dict, family: str, name: str, what: str) -> None:
+    made = info.get("family")
+    if made and made != family:
+        raise PartsError(f"{what}: {name!r} was made by an {made.upper()} model; this model is {family.upper()}")
+
+
+def pack_bytes(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unpack_bytes(text) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True) if text else None
+    except (ValueError, TypeError):
+        raise PartsError("the state's description holds a damaged noise generator state") from None
