@@ -132,3 +132,104 @@ def test_img2img_and_inpaint_take_base64_images(client):
     assert bad.status_code == 422 and bad.json()["field"] == "init_images"
     none = client.post("/sdapi/v1/img2img", json={**FAST})
     assert none.status_code == 422 and none.json()["field"] == "init_images"
+
+
+def test_progress_while_running_and_idle_and_interrupt_stops_the_job(client):
+    idle = client.get("/sdapi/v1/progress").json()
+    assert idle == {"progress": 0.0, "eta_relative": 0.0, "state": idle["state"], "current_image": None,
+                    "textinfo": None} and idle["state"]["job_count"] == 0
+    answers = []
+    worker = threading.Thread(target=lambda: answers.append(client.post(
+        "/sdapi/v1/txt2img", json={"prompt": "long", "seed": 1, "steps": 40, "width": 64, "height": 64,
+                                   "n_iter": 16})))
+    worker.start()
+    deadline = time.monotonic() + 120
+    while (seen := client.get("/sdapi/v1/progress").json())["current_image"] is None:
+        assert time.monotonic() < deadline and worker.is_alive()
+        time.sleep(0.05)
+    assert 0 < seen["progress"] < 1 and seen["eta_relative"] >= 0 and seen["textinfo"].startswith("image ")
+    assert seen["state"]["job_count"] >= 1 and seen["state"]["sampling_steps"] == 40
+    assert png(seen["current_image"]).size == (64, 64)
+    assert client.post("/sdapi/v1/interrupt").json() == {}
+    worker.join(60)
+    info = json.loads(answers[0].json()["info"])
+    assert answers[0].status_code == 200 and info["interrupted"] and 1 <= len(info["all_seeds"]) < 16
+
+
+def test_options_switch_the_default_model(client, service):
+    assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "dreamworld-tiny"
+    titles = [m["title"] for m in client.get("/sdapi/v1/sd-models").json()]
+    copy = next(t for t in titles if t.startswith("tiny-copy ["))
+    assert client.post("/sdapi/v1/options", json={"sd_model_checkpoint": copy, "unknown_option": 1}).json() is None
+    assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "tiny-copy"
+    info = json.loads(client.post("/sdapi/v1/txt2img", json={"prompt": "m", **FAST}).json()["info"])
+    assert info["sd_model_name"] == "tiny-copy"
+    bad = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "no-such-model"})
+    assert bad.status_code == 422 and "no-such-model" in bad.json()["detail"]
+    assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "tiny-copy"
+
+
+def test_lists_name_our_models_and_samplers(client):
+    models_ = client.get("/sdapi/v1/sd-models").json()
+    assert {"dreamworld-tiny", "tiny-copy"} <= {m["model_name"] for m in models_}
+    assert set(models_[0]) == {"title", "model_name", "hash", "sha256", "filename", "config"}
+    samplers = [s["name"] for s in client.get("/sdapi/v1/samplers").json()]
+    assert samplers == list(schema.FIELDS["scheduler"].choices)
+    assert client.get("/sdapi/v1/schedulers").json()[0]["name"] == "automatic"
+    assert client.get("/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
+    assert client.get("/sdapi/v1/loras").status_code == 200
+    assert [u["name"] for u in client.get("/sdapi/v1/upscalers").json()] == ["None", "Lanczos"]
+    assert client.post("/sdapi/v1/refresh-checkpoints").status_code == 200
+
+
+def test_png_info_reads_ours_and_a1111_text(client):
+    ours = client.post("/sdapi/v1/txt2img", json={"prompt": "owl", "seed": 9, **FAST}).json()["images"][0]
+    read = client.post("/sdapi/v1/png-info", json={"image": ours}).json()
+    assert read["parameters"]["Prompt"] == "owl" and read["parameters"]["Seed"] == "9"
+    assert "dreamworld" in read["items"] and read["info"].startswith("owl")
+    theirs = client.post("/sdapi/v1/png-info", json={"image": b64(Image.new("RGB", (8, 8)), A1111_TEXT)}).json()
+    assert theirs["info"] == A1111_TEXT
+    assert theirs["parameters"]["Negative prompt"] == "blurry" and theirs["parameters"]["Size-2"] == "768"
+    assert theirs["parameters"]["Sampler"] == "DPM++ 2M Karras"
+    plain = client.post("/sdapi/v1/png-info", json={"image": b64(Image.new("RGB", (8, 8)))}).json()
+    assert plain == {"info": "", "items": {}, "parameters": {}}
+    assert client.post("/sdapi/v1/png-info", json={"image": "@@@"}).status_code == 422
+
+
+def test_extra_single_image_resizes_with_lanczos(client):
+    answer = client.post("/sdapi/v1/extra-single-image",
+                         json={"image": b64(Image.new("RGB", (32, 16))), "upscaling_resize": 2})
+    assert answer.status_code == 200 and png(answer.json()["image"]).size == (64, 32)
+    bad = client.post("/sdapi/v1/extra-single-image", json={"image": b64(Image.new("RGB", (8, 8))),
+                                                             "upscaler_1": "R-ESRGAN 4x+"})
+    assert bad.status_code == 422 and bad.json()["field"] == "upscaler_1"
+
+
+def test_served_with_the_gui_behind_api_auth_and_ten_concurrent_clients_each_get_their_own(tmp_path):
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.test_serving import get, serve
+
+    with serve(tmp_path, "--api", "--api-auth", "ann:secret", "--creations-dir", str(tmp_path / "out")) as (url, _):
+        assert get(url)[0] == 200 and get(url + "docs")[0] == 200  # the GUI and the API's page
+        assert b"/sdapi/v1/txt2img" in get(url + "openapi.json")[1]
+        assert get(url + "sdapi/v1/sd-models")[0] == 401
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"ann:nope").decode()}
+        assert get(url + "sdapi/v1/sd-models", wrong)[0] == 401
+        auth = {"Authorization": "Basic " + base64.b64encode(b"ann:secret").decode()}
+        assert get(url + "sdapi/v1/sd-models", auth)[0] == 200
+
+        def txt2img(seed):
+            body = json.dumps({"prompt": f"client {seed}", "seed": seed, **FAST}).encode()
+            request = urllib.request.Request(url + "sdapi/v1/txt2img", body, method="POST",
+                                             headers={**auth, "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=300) as r:
+                return json.loads(r.read())
+
+        with ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(txt2img, range(100, 110)))
+    for seed, answer in zip(range(100, 110), answers):
+        info, text = json.loads(answer["info"]), png(answer["images"][0]).info["parameters"]
+        assert (info["seed"], info["prompt"]) == (seed, f"client {seed}")
+        assert text.startswith(f"client {seed}\n") and f"Seed: {seed}," in text
