@@ -75,6 +75,8 @@ def build_parser() -> Parser:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--auth", help="user:password required to open the GUI")
     parser.add_argument("--api", action="store_true", help="also serve the A1111-compatible HTTP API")
+    parser.add_argument("--api-auth", metavar="USER:PASS", help="HTTP basic credentials the API requires "
+                        "(several separated by commas)")
     for name in ("backend", "model", "device"):
         parser.add_argument(_flag(name), dest=name, help=f"default {name} for this session")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
@@ -251,8 +253,13 @@ def cmd_gui(args) -> int:
         if getattr(args, name):
             world.settings.defaults[name] = getattr(args, name)
     world.request()  # validate the overrides before serving
-    if args.api:
-        raise UserError("api: the HTTP API is not built yet; run without --api")
+    from dreamworld.api.server import parse_auth
+    if args.api_auth is not None and not args.api:
+        raise UserError("api-auth needs --api")
+    try:
+        api_auth = parse_auth(args.api_auth)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     if args.auth and len(auth) != 2:
         raise UserError("auth must look like user:password")
@@ -261,7 +268,7 @@ def cmd_gui(args) -> int:
         logging.getLogger("dreamworld").warning(note)
     host = "0.0.0.0" if args.listen else "127.0.0.1"
     try:
-        launch(world, host=host, port=args.port, auth=auth, note=note)
+        launch(world, host=host, port=args.port, auth=auth, note=note, api=args.api, api_auth=api_auth)
     except OSError as e:
         if "empty port" not in str(e):  # Gradio's words for a port it cannot bind
             raise

@@ -5,6 +5,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -22,6 +23,7 @@ class Task:
     result: Any = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    started: float | None = None  # time.monotonic() when the worker took it
 
     def watch(self, interval: float = 0.5) -> Iterator[Progress]:
         """Yield the task's progress each time it changes (checked every `interval` seconds) until it ends."""
@@ -83,6 +85,7 @@ class Service:
 
     def _work(self) -> None:
         while (task := self._queue.get()) is not None:
+            task.started = time.monotonic()
             self.current = task
 
             def on_progress(progress: Progress, task=task):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from dreamworld.api import server as api_server
 from dreamworld.errors import USER_ERRORS
 from dreamworld.service import Service
 from dreamworld.world import DreamWorld
@@ -45,12 +46,19 @@ def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Bl
 
 
 def launch(world: DreamWorld, host: str = "127.0.0.1", port: int = 7860, auth=None,
-           block: bool = True, note: str | None = None) -> gr.Blocks:
-    service = Service(world)
+           block: bool = True, note: str | None = None, api: bool = False, api_auth=None,
+           service: Service | None = None) -> gr.Blocks:
+    """Serve the page; with `api`, the A1111 API on the same server, over the same Service."""
+    service = service or Service(world)
     page = build(world, service, note)
     page.queue(default_concurrency_limit=1)
     world.creations_dir.mkdir(parents=True, exist_ok=True)
     # The only folder served: the creations folder this process started with (checked by settings.check_folder).
-    page.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=not block,
-                allowed_paths=[str(world.creations_dir)], show_error=True, quiet=False)
+    app, _, _ = page.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=True,
+                            allowed_paths=[str(world.creations_dir)], show_error=True, quiet=False,
+                            app_kwargs=api_server.APP_KWARGS if api else None)
+    if api:
+        api_server.mount(app, service, api_auth)
+    if block:
+        page.block_thread()
     return page

@@ -90,6 +90,13 @@ ISSUE_19B = [
      "error: prompt is too long to embed in a JPEG file's metadata (42000 characters"),
 ]
 
+ISSUE_16 = [
+    ("api-auth-malformed", ["--api", "--api-auth", "nocolon"], {},
+     "error: api-auth must look like user:password (several separated by commas)"),
+    ("api-auth-empty-password", ["--api", "--api-auth", "user:"], {}, "error: api-auth must look like user:password"),
+    ("api-auth-without-api", ["--api-auth", "user:pass"], {}, "error: api-auth needs --api"),
+]
+
 CASES = [
     # id, argv, files, words
     ("unknown-flag", ["generate", "--prompt", "x", "--stepz", "3"], {}, "unrecognized arguments: --stepz"),
@@ -105,6 +112,7 @@ CASES = [
      "/nonexistent.json does not exist"),
     ("port-out-of-range", ["--port", "99999"], {}, "port must be from 1 to 65535, got 99999"),
     *ISSUE_19B,
+    *ISSUE_16,
 ]
 
 
