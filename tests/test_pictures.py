@@ -70,6 +70,7 @@ def test_two_objects_both_appear_in_their_colours(world):
         readings
 
 
+@pytest.mark.slow
 def test_guidance_makes_the_picture_follow_the_prompt(world):
     scenes = [shapes.scene_from("white", ("triangle", "purple", "large", "left")),
               shapes.scene_from("orange", ("circle", "blue", "small", "top"))]

@@ -162,7 +162,7 @@ def test_out_of_memory_is_one_sentence_and_writes_nothing(world, monkeypatch, ra
     assert str(error.value).startswith("out of memory on cpu making a 64x64 image") and words in str(error.value)
     assert "\n" not in str(error.value)
     assert files_in(world.creations_dir) == before
-    monkeypatch.setattr(type(pipe), "__call__", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
+    monkeypatch.setattr(pipe.unet, "forward", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
     with pytest.raises(RuntimeError, match="^other$"):  # other failures are not called out of memory
         world.create(prompt="x", seed=1, **FAST)
 
