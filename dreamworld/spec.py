@@ -155,17 +155,18 @@ def _file(s: Spec, value):
 
 def _number(s: Spec, value, name: str | None = None):
     name = name or s.name
+    words = _range(s) if s.kind in LIST_KINDS else allowed(s)  # a list's item: the range of one item
     if isinstance(value, bool):
-        raise RequestError(s.name, f"{name} must be a number {allowed(s)}, got {value!r}")
+        raise RequestError(s.name, f"{name} must be a number {words}, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise RequestError(s.name, f"{name} must be a number {allowed(s)}, got {value!r}") from None
+        raise RequestError(s.name, f"{name} must be a number {words}, got {value!r}") from None
     if not math.isfinite(number):
-        raise RequestError(s.name, f"{name} must be a finite number {allowed(s)}, got {value!r}")
+        raise RequestError(s.name, f"{name} must be a finite number {words}, got {value!r}")
     if s.type is int:
         if number != int(number):
-            raise RequestError(s.name, f"{name} must be a whole number {allowed(s)}, got {value!r}")
+            raise RequestError(s.name, f"{name} must be a whole number {words}, got {value!r}")
         return int(number)
     return number
 
