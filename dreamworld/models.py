@@ -1,7 +1,7 @@
 """Finding and describing the models in models/.
 
-Checkpoints live in A1111-style (`Stable-diffusion/`, `VAE/`, `Lora/`) or ComfyUI-style
-(`checkpoints/`, `vae/`, `loras/`) sub-folders, as diffusers folders (with a
+Checkpoints live in A1111-style (`Stable-diffusion/`, `VAE/`, `Lora/`, `ESRGAN/`) or ComfyUI-style
+(`checkpoints/`, `vae/`, `loras/`, `upscale_models/`) sub-folders, as diffusers folders (with a
 `model_index.json`) or single files (`.safetensors`, `.ckpt`).
 """
 from __future__ import annotations
@@ -20,15 +20,16 @@ KINDS = {
     "checkpoint": ("Stable-diffusion", "checkpoints", "diffusers"),
     "vae": ("VAE", "vae"),
     "lora": ("Lora", "loras"),
+    "esrgan": ("ESRGAN", "upscale_models"),
 }
-WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
     path: Path
-    kind: str  # checkpoint, vae or lora
+    kind: str  # checkpoint, vae, lora or esrgan
     format: str  # diffusers, safetensors or ckpt
 
     @property

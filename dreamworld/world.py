@@ -203,6 +203,17 @@ class DreamWorld:
                     on_progress(progress)
             return result
 
+    def upscale(self, path, scale: float = 2, upscaler: str = "Lanczos", device: str | None = None) -> Path:
+        """A new creation: the image file `path` upscaled `scale` times (dreamworld/upscalers.py)."""
+        from . import upscalers
+        with self._lock:
+            return upscalers.upscale_file(path, scale, upscaler, self.model_dirs, self.creations_dir,
+                                          self.request(**({"device": device} if device else {})).device)
+
+    def upscalers(self, latent: bool = False) -> list[str]:
+        from . import upscalers
+        return upscalers.names(self.model_dirs, latent)
+
     @property
     def parts(self):
         """The pipeline's stages one at a time, their state in TIFF files (dreamworld/parts)."""
