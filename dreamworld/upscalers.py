@@ -228,6 +228,11 @@ def upscale(image: Image.Image, scale: float, name: str, model_dirs, device: str
     if max(size) > MAX_SIDE:
         raise RequestError("scale", f"scale {scale:g} makes {size[0]}x{size[1]} pixels; each side must be at most "
                                     f"{MAX_SIDE}")
+    return upscale_to(image, size, name, model_dirs, device)
+
+
+def upscale_to(image: Image.Image, size: tuple[int, int], name: str, model_dirs, device: str = "auto"):
+    """The image resized to `size` by the upscaler `name` (a checked name: Lanczos or a model's)."""
     image = image.convert("RGB")
     if name == LANCZOS:
         return image.resize(size, Image.LANCZOS)

@@ -215,6 +215,16 @@ def test_extra_single_image_upscales_with_lanczos_or_a_model(client):
     assert bad.status_code == 422 and bad.json()["field"] == "upscaler_1"
 
 
+def test_txt2img_hires_fix_only_with_enable_hr(client):
+    hires = {"hr_scale": 2, "hr_second_pass_steps": 2, "hr_upscaler": "Lanczos", "denoising_strength": 0.5}
+    off = client.post("/sdapi/v1/txt2img", json={"prompt": "owl", "seed": 3, **FAST, **hires}).json()
+    assert png(off["images"][0]).size == (64, 64) and "Hires" not in json.loads(off["info"])["infotexts"][0]
+    on = client.post("/sdapi/v1/txt2img", json={"prompt": "owl", "seed": 3, **FAST, **hires, "enable_hr": True})
+    assert png(on.json()["images"][0]).size == (128, 128)
+    assert ("Denoising strength: 0.5, Hires upscale: 2, Hires steps: 2, Hires upscaler: Lanczos"
+            in json.loads(on.json()["info"])["infotexts"][0])
+
+
 def test_served_with_the_gui_behind_api_auth_and_ten_concurrent_clients_each_get_their_own(tmp_path):
     import urllib.request
     from concurrent.futures import ThreadPoolExecutor

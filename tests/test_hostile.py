@@ -119,6 +119,14 @@ ISSUE_14 = [
     ("upscale-armed-pth", ["upscale", "{tmp}/x.png", "--upscaler", "armed", "--models-dir", "{tmp}/models"],
      {"x.png": _png(), "models/ESRGAN/armed.pth": _armed_bin},
      "error: armed.pth was refused: besides tensors it holds pickled Python objects"),
+    ("hires-too-large", ["generate", "--prompt", "x", "--steps", "2", "--width", "1024", "--height", "512",
+                         "--hires-scale", "2.5"], {},
+     "error: hires_scale 2.5 makes 2560x1280 pixels from 1024x512; each side must be at most 2048"),
+    ("hires-unknown-upscaler", ["generate", "--prompt", "x", "--steps", "2", "--hires-scale", "2", "--hires-upscaler",
+                                "4x-UltraSharp"], {}, "error: hires_upscaler must be one of Latent, Lanczos, "),
+    ("hires-no-denoising-step", ["generate", "--prompt", "x", "--steps", "4", "--hires-scale", "2",
+                                 "--hires-denoising", "0.1"], {},
+     "error: hires_denoising 0.1 with 4 hires steps leaves no denoising step; it must be at least 0.25"),
     ("upscale-bad-device", ["upscale", "{tmp}/x.png", "--device", "tpu"], {"x.png": _png()}, "error: device "),
 ]
 
