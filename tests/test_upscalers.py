@@ -48,7 +48,7 @@ def test_shipped_upscaler_beats_bicubic_and_lanczos_on_heldout_scenes():
         scores["bicubic"].append(_psnr(low.resize((128, 128), Image.BICUBIC), high))
         scores["lanczos"].append(_psnr(upscalers.upscale(low, 2, "Lanczos", MODELS), high))
     mean = {k: float(np.mean(v)) for k, v in scores.items()}
-    assert mean["model"] > mean["bicubic"] + 0.3 and mean["model"] > mean["lanczos"], mean
+    assert mean["model"] > mean["bicubic"] + 3 and mean["model"] > mean["lanczos"] + 3, mean  # 46.9, 38.1, 38.5
 
 
 def test_tiles_give_the_pixels_of_one_pass():
@@ -59,7 +59,7 @@ def test_tiles_give_the_pixels_of_one_pass():
     tiled = upscalers.run_tiled(model, image, tile=40, overlap=12)
     assert whole.shape == tiled.shape == (1, 3, 200, 200)
     difference = (whole - tiled).abs() * 255
-    assert float(difference.mean()) < 0.5 and float(difference.max()) < 12, (difference.mean(), difference.max())
+    assert float(difference.mean()) < 0.5 and float(difference.max()) < 8, (difference.mean(), difference.max())
     assert not torch.equal(image, torch.zeros_like(image))
 
 
