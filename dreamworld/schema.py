@@ -64,7 +64,7 @@ class Request:
                               group="advanced", help="hires fix: a second, img2img pass this many times larger (1: off)")
     hires_steps: int = spec(int, 0, min=0, max=150, modes=("txt2img",), infotext="Hires steps", infotext_skip=0,
                             infotext_when="hires_scale", api="hr_second_pass_steps", group="advanced", help="steps of the hires pass (0: steps)")
-    hires_upscaler: str = spec(str, "Latent", modes=("txt2img",), infotext="Hires upscaler",
+    hires_upscaler: str = spec(str, "Latent", modes=("txt2img",), infotext="Hires upscaler", models="esrgan",
                                infotext_when="hires_scale", api="hr_upscaler", group="advanced",
                                help="how the hires pass's input is enlarged: Latent, Lanczos or a models/ESRGAN model")
     hires_denoising: float = spec(float, 0.7, min=0.0, max=1.0, modes=("txt2img",), infotext="Denoising strength",

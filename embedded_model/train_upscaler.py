@@ -1,11 +1,13 @@
 """Train the tiny 2x upscaler shipped as models/ESRGAN/dreamworld-2x.safetensors.
 
-An ESRGAN (old-arch RRDBNet, the layout spandrel and A1111 load) with few blocks and features, trained with
-an L1 loss to undo a 2x PIL bicubic downscale of the shapes dataset's pictures (embedded_model/shapes.py):
+An ESRGAN (old-arch RRDBNet, the layout spandrel and A1111 load) with few blocks and features, started as
+bilinear upscaling and trained (mean squared error, on 32-pixel crops) to undo a 2x PIL bicubic downscale of
+the shapes dataset's pictures (embedded_model/shapes.py):
 
     python -m embedded_model.train_upscaler --out models/ESRGAN/dreamworld-2x.safetensors
 
-takes a few minutes on two CPU cores and prints its PSNR against bicubic on held-out scenes.
+takes about 13 minutes on two CPU cores and prints its PSNR against bicubic on held-out scenes as it goes
+(44.1 dB against 36.3 at the end, for seed 0).
 """
 from __future__ import annotations
 
