@@ -22,7 +22,8 @@ KINDS = {
     "lora": ("Lora", "loras"),
     "esrgan": ("ESRGAN", "upscale_models"),
 }
-WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+SUFFIXES = {"esrgan": (".safetensors", ".pth", ".pt")}  # kinds whose files are not WEIGHT_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _describe(path: Path, kind: str) -> ModelInfo | None:
         if (path / "model_index.json").exists() or (kind == "vae" and (path / "config.json").exists()):
             return ModelInfo(path.name, path, kind, "diffusers")
         return None
-    if path.suffix.lower() in WEIGHT_SUFFIXES:
+    if path.suffix.lower() in SUFFIXES.get(kind, WEIGHT_SUFFIXES):
         fmt = "safetensors" if path.suffix.lower() == ".safetensors" else "ckpt"
         return ModelInfo(path.stem, path, kind, fmt)
     return None
@@ -89,7 +90,7 @@ def list_models(models_dirs, kind: str = "checkpoint") -> list[ModelInfo]:
 def find_model(models_dirs, name: str, kind: str = "checkpoint") -> ModelInfo:
     """The model called `name` (or `name.safetensors`); ModelError lists what exists."""
     models = list_models(models_dirs, kind)
-    wanted = Path(name).stem if Path(name).suffix.lower() in WEIGHT_SUFFIXES else name
+    wanted = Path(name).stem if Path(name).suffix.lower() in SUFFIXES.get(kind, WEIGHT_SUFFIXES) else name
     wanted = wanted.split(" [")[0]  # A1111 titles look like "name [hash]"
     for m in models:
         if m.name == wanted:
