@@ -116,3 +116,16 @@ def test_a_file_that_is_not_an_upscaler_is_refused_by_name(tmp_path):
     with pytest.raises(ModelError, match="notone.safetensors is not an upscaler model"):
         upscalers.upscale(Image.new("RGB", (8, 8)), 2, "notone", [tmp_path])
     assert files_in(tmp_path) == {tmp_path / "ESRGAN" / "notone.safetensors"}
+
+
+def test_a_pth_of_the_same_weights_gives_the_same_pixels_and_odd_scales_resize(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    (tmp_path / "ESRGAN").mkdir()
+    torch.save(load_file(str(MODELS / "ESRGAN" / f"{SHIPPED}.safetensors")), tmp_path / "ESRGAN" / "same.pth")
+    low = _heldout(1, 64)[0]
+    from_pth = upscalers.upscale(low, 2, "same.pth", [tmp_path], "cpu")
+    assert np.array_equal(np.asarray(from_pth), np.asarray(upscalers.upscale(low, 2, SHIPPED, MODELS, "cpu")))
+    assert upscalers.upscale(low, 3, SHIPPED, MODELS, "cpu").size == (192, 192)  # two passes, then Lanczos
+    assert upscalers.upscale(low, 1.5, SHIPPED, MODELS, "cpu").size == (96, 96)
