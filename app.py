@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from models/, never from a hub at run time
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -73,10 +74,15 @@ def build_parser() -> Parser:
                     parents=[common_flags()])
     parser.add_argument("--listen", action="store_true", help="serve on 0.0.0.0 instead of 127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--auth", help="user:password required to open the GUI")
+    parser.add_argument("--auth", metavar="USER:PASS", help="credentials required to open the GUI (several "
+                        "separated by commas; each user has their own jobs)")
     parser.add_argument("--api", action="store_true", help="also serve the A1111-compatible HTTP API")
     parser.add_argument("--api-auth", metavar="USER:PASS", help="HTTP basic credentials the API requires "
                         "(several separated by commas)")
+    parser.add_argument("--queue", metavar="redis://HOST:PORT", help="hand image jobs to the workers of this "
+                        "Redis (`app.py worker --queue URL` on each machine or GPU)")
+    parser.add_argument("--remote-jobs", type=int, default=4, metavar="N",
+                        help="with --queue: how many jobs the workers may run at once (default 4)")
     for name in ("backend", "model", "device"):
         parser.add_argument(_flag(name), dest=name, help=f"default {name} for this session")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
@@ -97,6 +103,16 @@ def build_parser() -> Parser:
 
     add_parts_parser(sub, common)
 
+    add_upscale_parser(sub, common)
+    add_queue_parsers(sub, common)
+
+    info = sub.add_parser("info", parents=[common], help="print the metadata embedded in an image")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true", help="print the full request as JSON")
+    return parser
+
+
+def add_upscale_parser(sub, common) -> None:
     upscale = sub.add_parser("upscale", parents=[common], help="upscale an image into a new creation; "
                              "print its path")
     upscale.add_argument("file")
@@ -104,11 +120,6 @@ def build_parser() -> Parser:
     upscale.add_argument("--upscaler", default="Lanczos",
                          help="Lanczos, or the name of a model in models/ESRGAN (default Lanczos)")
     upscale.add_argument("--device", default=None, help="torch device for upscaler models (default: settings)")
-
-    info = sub.add_parser("info", parents=[common], help="print the metadata embedded in an image")
-    info.add_argument("file")
-    info.add_argument("--json", action="store_true", help="print the full request as JSON")
-    return parser
 
 
 # parts: each stage's request flags (with the engine's: backend, device, precision, jit) and its own
@@ -144,6 +155,28 @@ def add_parts_parser(sub, common) -> None:
             p.add_argument("image", help="the image to encode")
 
 
+def add_queue_parsers(sub, common) -> None:
+    queue = sub.add_parser("queue", parents=[common], help="list, cancel or reorder the jobs of the creations "
+                                                           "folder's queue")
+    actions = queue.add_subparsers(dest="action", parser_class=Parser, required=True)
+    listing = actions.add_parser("list", parents=[common], help="print the jobs, one per line")
+    listing.add_argument("--all", action="store_true", help="finished jobs too, not only pending and running")
+    cancel = actions.add_parser("cancel", parents=[common], help="cancel a pending job or stop a running one")
+    move = actions.add_parser("move", parents=[common], help="put a pending job before another, or last")
+    move.add_argument("--before", type=int, metavar="OTHER", help="the job to put it before (default: last)")
+    for action in (listing, cancel, move):
+        action.add_argument("--user", help="act as this user: only their jobs (default: every user's)")
+    for action in (cancel, move):
+        action.add_argument("job", type=int, help="the job's number, as `queue list` shows it")
+    worker = sub.add_parser("worker", parents=[common], help="run the queued jobs, including those a stopped "
+                                                             "server left, until Ctrl-C")
+    worker.add_argument("--exit-when-empty", action="store_true", help="stop when no job is left")
+    worker.add_argument("--queue", dest="worker_queue", metavar="redis://HOST:PORT",
+                        help="take image jobs from the server using this Redis instead of the local queue")
+    worker.add_argument("--device", dest="worker_device", help="the device this worker uses (e.g. cuda:1), "
+                                                              "whatever the jobs ask")
+
+
 def given(args, fields) -> dict:
     """The request fields given on the command line (before or after the subcommand)."""
     return {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
@@ -156,13 +189,19 @@ def make_world(args):
     return DreamWorld(settings=settings.load(args.settings, required=bool(args.settings)), **folders)
 
 
-def stop_gracefully(world) -> None:
-    """The first Ctrl-C stops at the next step, keeping what is saved; a second one stops at once."""
+def make_service(world):
+    """The queue on the world's creations folder, for this command's own jobs (leftovers of a stopped
+    server are for the server or `app.py worker` to resume). The first Ctrl-C stops at the next step,
+    keeping what is saved; a second one stops at once."""
+    from dreamworld.service import Service
+    service = Service(world, adopt=False)
+
     def stop(signum, frame):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         world.interrupt()
 
     signal.signal(signal.SIGINT, stop)
+    return service
 
 
 def cmd_generate(args) -> int:
@@ -182,12 +221,13 @@ def cmd_generate(args) -> int:
             printed.add(str(path))
             print(path, flush=True)
 
-    stop_gracefully(world)
-    result = world.create(on_progress=lambda progress: progress.latest and show(progress.latest), **fields)
+    service = make_service(world)
+    task = service.create(on_image=lambda path, info: show(path), **fields)
+    result = task.wait()
     for path in result.paths:
         show(path)
     if result.interrupted:
-        print(f"interrupted: {len(result.paths)} of {result.request.count} images are saved", file=sys.stderr)
+        print(f"interrupted: {len(result.paths)} of {len(result.request.image_seeds())} images are saved", file=sys.stderr)
         return 130
     return 0
 
@@ -197,15 +237,15 @@ def cmd_cinema(args) -> int:
     from dreamworld.cinema import runs
     world = make_world(args)
     flags = given(args, schema.CINEMA_FIELDS)
-    stop_gracefully(world)
+    service = make_service(world)
     try:
         if args.resume:
             if flags or args.from_file:
                 raise UserError("resume: a resumed run keeps its own settings; give no other flags")
-            result = world.resume_cinema(args.resume)
+            result = service.resume_cinema(args.resume).wait()
         else:
             fields = runs.load_settings(args.from_file, world.creations_dir) if args.from_file else {}
-            result = world.animate(**{**fields, **flags})
+            result = service.cinema(**{**fields, **flags}).wait()
     except creations.CreationError as e:
         raise UserError(f"{'resume' if args.resume else 'from'}: {e}") from None
     for path in result.paths:
@@ -246,6 +286,41 @@ def cmd_upscale(args) -> int:
     return 0
 
 
+def cmd_queue(args) -> int:
+    from dreamworld import jobs
+    world = make_world(args)
+    store = jobs.JobStore(world.creations_dir / jobs.QUEUE_FILE)
+    user = jobs.safe_name("user", args.user) if args.user else jobs.ADMIN
+    if args.action == "list":
+        for job in store.list(user, jobs.STATES if args.all else jobs.OPEN):
+            progress = f"image {job.image}/{job.images} step {job.step}/{job.steps}" if job.status == "running" else ""
+            print("\t".join((job.describe(), progress, job.error or "")).rstrip(), flush=True)
+    elif args.action == "cancel":
+        job = store.cancel(args.job, user)
+        print(f"{job.id}\t{job.status}" + ("\tstopping" if job.status == "running" else ""))
+    else:
+        store.move(args.job, args.before, user)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    world = make_world(args)
+    if args.worker_device:
+        world.request(device=args.worker_device)  # refused now if unknown
+    if args.worker_queue:
+        from dreamworld import distributed
+        distributed.serve(world, args.worker_queue, device=args.worker_device, burst=args.exit_when_empty)
+        return 0
+    from dreamworld.service import Service
+    service = Service(world)
+    try:
+        while not (args.exit_when_empty and service.idle()):
+            time.sleep(1)
+    finally:
+        service.close()
+    return 0
+
+
 def cmd_info(args) -> int:
     from dreamworld import creations
     data = creations.read_creation(args.file)
@@ -261,7 +336,10 @@ def cmd_info(args) -> int:
 def cmd_gui(args) -> int:
     if not 1 <= args.port <= 65535:
         raise UserError(f"port must be from 1 to 65535, got {args.port}")
+    from dreamworld.service import Service
     from gui.app import launch
+    if not 1 <= args.remote_jobs <= 64:
+        raise UserError(f"remote-jobs must be from 1 to 64, got {args.remote_jobs}")
     world = make_world(args)
     for name in ("backend", "model", "device"):
         if getattr(args, name):
@@ -271,18 +349,17 @@ def cmd_gui(args) -> int:
     if args.api_auth is not None and not args.api:
         raise UserError("api-auth needs --api")
     try:
-        api_auth = parse_auth(args.api_auth)
+        api_auth = parse_auth(args.api_auth, "api-auth")
+        auth = parse_auth(args.auth, "auth")  # each user sees their own jobs in the Queue tab
     except ValueError as e:
         raise UserError(str(e)) from None
-    auth = tuple(args.auth.split(":", 1)) if args.auth else None
-    if args.auth and len(auth) != 2:
-        raise UserError("auth must look like user:password")
     note = world.use_known_model()  # an unknown model: one warning, and the GUI opens on the default
     if note:
         logging.getLogger("dreamworld").warning(note)
     host = "0.0.0.0" if args.listen else "127.0.0.1"
     try:
-        launch(world, host=host, port=args.port, auth=auth, note=note, api=args.api, api_auth=api_auth)
+        launch(world, host=host, port=args.port, auth=auth, note=note, api=args.api, api_auth=api_auth,
+               service=Service(world, remote=args.queue, workers=args.remote_jobs))
     except OSError as e:
         if "empty port" not in str(e):  # Gradio's words for a port it cannot bind
             raise
@@ -298,7 +375,7 @@ def main(argv=None) -> int:
         logging.basicConfig(level=logging.INFO if args.verbose or not args.command else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         command = {"generate": cmd_generate, "cinema": cmd_cinema, "info": cmd_info, "parts": cmd_parts,
-                   "upscale": cmd_upscale, None: cmd_gui}[args.command]
+                   "upscale": cmd_upscale, "queue": cmd_queue, "worker": cmd_worker, None: cmd_gui}[args.command]
         return command(args)
     except (UserError, *USER_ERRORS) as e:
         print(f"error: {e}", file=sys.stderr)

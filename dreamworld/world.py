@@ -158,12 +158,19 @@ class DreamWorld:
     def interrupt(self) -> None:
         self._stop.set()
 
-    def generateArt(self, request: Request, on_progress: Callable[[Progress], None] | None = None) -> Result:
-        """Make request.count images (txt2img, img2img or inpaint) and save them as creations."""
+    def generateArt(self, request: Request, on_progress: Callable[[Progress], None] | None = None,
+                    on_image: Callable[[int, Path, int, str], None] | None = None, *,
+                    folder=None, label: Callable[[int], str] | None = None) -> Result:
+        """Make request.count images (txt2img, img2img or inpaint) and save them as creations.
+
+        `on_image(index, path, seed, parameters)` is called as each image is saved; `folder` saves them (and
+        their inputs) in another creations folder, e.g. a session's project; `label(index)` adds to a file
+        name."""
         _check_callback(on_progress)
+        folder = Path(folder) if folder else self.creations_dir
         with self._lock:
             self._stop.clear()
-            creations.check_folder(self.creations_dir)  # before generating, not when saving
+            creations.check_folder(folder)  # before generating, not when saving
             creations.check_fits(request)
             backend = self.compile(request)
             request = self._resolve(request, backend)
@@ -172,8 +179,8 @@ class DreamWorld:
             init_image, mask = self._inputs(request)
             model = models.find_model(self.model_dirs, request.model)
             stored = request.replace(
-                init_image=creations.store_input(init_image, self.creations_dir) if init_image else None,
-                mask=creations.store_input(mask, self.creations_dir) if mask else None)
+                init_image=creations.store_input(init_image, folder) if init_image else None,
+                mask=creations.store_input(mask, folder) if mask else None)
             result = Result(request=request)
             self.progress = progress = Progress(images=len(request.image_seeds()), steps=request.steps)
 
@@ -196,8 +203,10 @@ class DreamWorld:
                     break
                 text = infotext.format_parameters(job.request, {"Model hash": model.hash,
                                                                 "Version": f"dreamworld {__version__}"})
-                path = creations.save_creation(image, job.request, parameters=text,
-                                               creations_dir=self.creations_dir)
+                path = creations.save_creation(image, job.request, parameters=text, creations_dir=folder,
+                                               index_hint=label(i) if label else "")
+                if on_image:
+                    on_image(i, path, seed, text)
                 result.paths.append(path)
                 result.images.append(image)
                 result.seeds.append(seed)

@@ -8,7 +8,7 @@ from dreamworld.errors import USER_ERRORS
 from dreamworld.service import Service
 from dreamworld.world import DreamWorld
 
-from . import cinema, controls, create, library, settings_tab
+from . import cinema, controls, create, library, queue_tab, settings_tab
 from .context import Context
 
 
@@ -36,6 +36,8 @@ def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Bl
                 made = create.build(ctx, note)
             with gr.Tab("Cinema", id="cinema"):
                 movie = cinema.build(ctx)
+            with gr.Tab("Queue", id="queue"):
+                queue_tab.build(ctx)
             with gr.Tab("Creations", id="creations") as creations_tab:
                 library.build(ctx, page, tabs, creations_tab, made)
             with gr.Tab("Settings", id="settings"):

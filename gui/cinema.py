@@ -7,7 +7,7 @@ from dreamworld import schema
 from dreamworld.errors import USER_ERRORS
 
 from . import controls
-from .context import Context, follow_mode, visible_in
+from .context import Context, follow_mode, owner_of, viewer_of, visible_in
 
 FIELDS = schema.CINEMA_FIELDS
 FILES = ("image", "video")
@@ -34,7 +34,8 @@ def build(ctx: Context) -> dict[str, gr.Component]:
         with gr.Column(scale=1, min_width=200):
             buttons = [gr.Button("Make animation", variant="primary", elem_id="cinema-generate"),
                        gr.Button("Interrupt", variant="stop", elem_id="cinema-interrupt"),
-                       gr.Button("Resume", elem_id="cinema-resume")]
+                       gr.Button("Resume", elem_id="cinema-resume"),
+                       gr.Button("Queue", elem_id="cinema-enqueue")]
             run_folder = gr.Textbox(label="Run folder", elem_id="cinema-run", max_lines=1,
                                     info="the run that Resume continues (filled in by the last run)")
             status = gr.Markdown("", elem_id="cinema-status")
@@ -101,7 +102,7 @@ def finish(result) -> tuple:
 
 
 def _wire(ctx: Context, names_, inputs, buttons, run_folder, outputs) -> None:
-    make, interrupt, resume = buttons
+    make, interrupt, resume, enqueue = buttons
 
     def follow(task):
         try:
@@ -113,18 +114,27 @@ def _wire(ctx: Context, names_, inputs, buttons, run_folder, outputs) -> None:
             raise gr.Error(str(e)) from None
         yield finish(result)
 
-    def start(*shown):
+    def submit(request: gr.Request, shown):
         try:
-            task = ctx.service.cinema(**values(names_, *shown))
+            return ctx.service.cinema(user=owner_of(request), **values(names_, *shown))
         except USER_ERRORS as e:
             raise gr.Error(str(e)) from None
-        yield from follow(task)
 
-    def again(folder):
+    def start(request: gr.Request, *shown):
+        yield from follow(submit(request, shown))
+
+    def add(request: gr.Request, *shown):
+        return f"Queued as job {submit(request, shown).id}: see the Queue tab."
+
+    def again(request: gr.Request, folder):
         if not (folder or "").strip():
             raise gr.Error("Nothing to resume: make (and interrupt) a run first, or paste a run folder.")
-        yield from follow(ctx.service.resume_cinema(folder.strip()))
+        yield from follow(ctx.service.resume_cinema(folder.strip(), user=owner_of(request)))
+
+    def stop(request: gr.Request):
+        ctx.service.interrupt(user=viewer_of(request))
 
     make.click(start, inputs, outputs)
+    enqueue.click(add, inputs, outputs[0], concurrency_limit=None)  # never waits behind a generation
     resume.click(again, run_folder, outputs)
-    interrupt.click(lambda: ctx.service.interrupt(), None, None, queue=False)
+    interrupt.click(stop, None, None, queue=False)

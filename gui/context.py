@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import gradio as gr
 
-from dreamworld.service import Service
+from dreamworld.service import ADMIN, LOCAL_USER, Service
 from dreamworld.world import DreamWorld
 
 from . import controls
@@ -33,6 +33,16 @@ class Context:
         return {n: controls.control(n, getattr(defaults, n), self.caps, self.world.settings.limits,
                                     choices=self.choices(fields[n]), fields=fields, elem_id=f"{prefix}-{n}")
                 for n in names}
+
+
+def owner_of(request: gr.Request | None) -> str:
+    """The user a job is queued for: the logged-in one (--auth), else the local user."""
+    return getattr(request, "username", None) or LOCAL_USER
+
+
+def viewer_of(request: gr.Request | None):
+    """Whose jobs a page sees and may stop: the logged-in user's, or every job on a page without --auth."""
+    return getattr(request, "username", None) or ADMIN
 
 
 def follow_mode(selector: gr.Component, group: dict[str, gr.Component], fields, attribute: str,

@@ -10,7 +10,7 @@ from dreamworld import creations, schema
 from dreamworld.errors import USER_ERRORS
 
 from . import controls
-from .context import Context, follow_mode, visible_in
+from .context import Context, follow_mode, owner_of, viewer_of, visible_in
 
 FIELDS = schema.FIELDS
 SHOWN = [n for n, s in FIELDS.items() if s.kind != "image"]  # the image fields have their own editors
@@ -67,7 +67,9 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
             fields = ctx.controls([n for n in SHOWN if FIELDS[n].group == "prompt"], FIELDS, defaults)
         with gr.Column(scale=1, min_width=200):
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
-            interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt")
+            with gr.Row():
+                enqueue = gr.Button("Queue", elem_id="enqueue", min_width=80)
+                interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt", min_width=80)
             status = gr.Markdown(note or "", elem_id="status")
     with gr.Row():
         with gr.Column():
@@ -87,17 +89,18 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
     for name, control in fields.items():
         control.visible = control.visible and visible_in(FIELDS[name], "modes", defaults.mode)
     tab = CreateTab(fields, init_image, inpaint)
-    _wire(ctx, tab, generate, interrupt, [gallery, info, status])
+    _wire(ctx, tab, (generate, enqueue, interrupt), [gallery, info, status])
     follow_mode(fields["mode"], fields, FIELDS, "modes", {init_image: ("img2img",), inpaint: ("inpaint",)})
     return tab
 
 
-def _wire(ctx: Context, tab: CreateTab, generate: gr.Button, interrupt: gr.Button, outputs) -> None:
+def _wire(ctx: Context, tab: CreateTab, buttons: tuple[gr.Button, ...], outputs) -> None:
+    generate, enqueue, interrupt = buttons
     names = list(tab.fields)
 
-    def run(init_path, editor, *values, progress=gr.Progress()):
+    def run(request: gr.Request, init_path, editor, *values, progress=gr.Progress()):
         try:
-            task = ctx.service.create(**request_values(names, init_path, editor, values))
+            task = ctx.service.create(user=owner_of(request), **request_values(names, init_path, editor, values))
             # Each report makes Gradio's image editor (an input here) upload its layers again: changes only.
             for p in task.watch():
                 progress(p.fraction, desc=p.describe() if p.images else "loading the model")
@@ -110,5 +113,16 @@ def _wire(ctx: Context, tab: CreateTab, generate: gr.Button, interrupt: gr.Butto
             note = f"Interrupted: saved {len(result.paths)} of {len(result.request.image_seeds())} image(s)."
         return pictures, (result.parameters[0] if result.parameters else ""), note
 
+    def add(request: gr.Request, init_path, editor, *values):
+        try:
+            task = ctx.service.create(user=owner_of(request), **request_values(names, init_path, editor, values))
+        except USER_ERRORS as e:
+            raise gr.Error(str(e)) from None
+        return f"Queued as job {task.id}: see the Queue tab."
+
+    def stop(request: gr.Request):
+        ctx.service.interrupt(user=viewer_of(request))
+
     generate.click(run, tab.inputs, outputs)
-    interrupt.click(lambda: ctx.service.interrupt(), None, None, queue=False)
+    enqueue.click(add, tab.inputs, outputs[-1], concurrency_limit=None)  # never waits behind a generation
+    interrupt.click(stop, None, None, queue=False)

@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["DREAMWORLD_CACHE"] = tempfile.mkdtemp(prefix="dreamworld-test-cache-")
 
 from dreamworld import DreamWorld  # noqa: E402
+from dreamworld.jobs import QUEUE_FILE  # noqa: E402
 from dreamworld.settings import PROJECT_DIR, Settings  # noqa: E402
 
 TINY = PROJECT_DIR / "models" / "Stable-diffusion" / "dreamworld-tiny"
@@ -41,4 +42,5 @@ def pixels(path_or_image) -> np.ndarray:
 
 
 def files_in(folder: Path) -> set[Path]:
-    return {p for p in Path(folder).rglob("*") if p.is_file()}
+    """The files in a folder, but for the queue's record (a failed job is rightly recorded there)."""
+    return {p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(QUEUE_FILE)}

@@ -31,6 +31,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
@@ -233,7 +234,7 @@ def test_served_with_the_gui_behind_api_auth_and_ten_concurrent_clients_each_get
 
     with serve(tmp_path, "--api", "--api-auth", "ann:secret", "--creations-dir", str(tmp_path / "out")) as (url, _):
         assert get(url)[0] == 200 and get(url + "docs")[0] == 200  # the GUI and the API's page
-        # openapi.json answered 500 on a fresh clone (its schema generation fails there): see the closing note
+        assert b"/sdapi/v1/txt2img" in get(url + "openapi.json")[1]
         assert get(url + "sdapi/v1/sd-models")[0] == 401
         wrong = {"Authorization": "Basic " + base64.b64encode(b"ann:nope").decode()}
         assert get(url + "sdapi/v1/sd-models", wrong)[0] == 401
@@ -253,3 +254,31 @@ def test_served_with_the_gui_behind_api_auth_and_ten_concurrent_clients_each_get
         info, text = json.loads(answer["info"]), png(answer["images"][0]).info["parameters"]
         assert (info["seed"], info["prompt"]) == (seed, f"client {seed}")
         assert text.startswith(f"client {seed}\n") and f"Seed: {seed}," in text
+
+
+def test_sessions_and_jobs_over_http_each_user_sees_and_stops_only_their_own(service):
+    users = [("ann", "a-pass"), ("bob", "b-pass")]
+    with TestClient(server.standalone(service, users)) as client:
+        ann, bob = (dict(auth=pair) for pair in users)
+        made = client.post("/dreamworld/v1/sessions", json={"project": "../posters", "fields": {**FAST}}, **ann)
+        session = made.json()["session"]
+        assert client.post("/dreamworld/v1/sessions", json={"project": "x", "bogus": 1}, **ann).status_code == 422
+        assert client.post(f"/dreamworld/v1/sessions/{session}/jobs", json={"count": 1}, **bob).status_code == 404
+        slow = client.post(f"/dreamworld/v1/sessions/{session}/jobs",
+                           json={"seeds": [5, 6], "fields": {"steps": 30}}, **ann).json()["job"]
+        quick = client.post(f"/dreamworld/v1/sessions/{session}/jobs", json={"seeds": [9]}, **ann).json()["job"]
+        assert [j["id"] for j in client.get("/dreamworld/v1/jobs", **ann).json()] == [slow, quick]
+        assert client.get("/dreamworld/v1/jobs", **bob).json() == []
+        assert client.get(f"/dreamworld/v1/jobs/{slow}", **bob).status_code == 404
+        refused = client.post(f"/dreamworld/v1/jobs/{slow}/cancel", **bob)
+        assert refused.status_code == 404 and "no job" in refused.json()["detail"]
+        client.post("/sdapi/v1/interrupt", **bob)  # bob's interrupt leaves ann's job alone
+        assert client.post(f"/dreamworld/v1/jobs/{slow}/cancel", **ann).json()["status"] in ("cancelled", "running")
+        deadline = time.monotonic() + 120
+        while (job := client.get(f"/dreamworld/v1/jobs/{quick}", **ann).json())["status"] != "done":
+            assert time.monotonic() < deadline and job["status"] in ("pending", "running")
+            time.sleep(0.2)
+        assert client.get(f"/dreamworld/v1/jobs/{slow}", **ann).json()["status"] in ("cancelled", "interrupted")
+    [file] = job["files"]
+    assert file["seed"] == 9 and "Seed: 9," in file["parameters"]
+    assert Path(file["path"]).parent.parent == service.world.creations_dir / "ann" / "posters"

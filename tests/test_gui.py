@@ -5,6 +5,7 @@ Set DREAMWORLD_SCREENSHOTS=DIR to keep a screenshot of each test's final page.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
@@ -77,7 +79,13 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("gui"))
+    with running(Server(tmp_path_factory.mktemp("gui"))) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running(server: Server, *args: str):
+    """`app.py ARGS` serving `server`'s folders until the block ends."""
     server.settings.parent.mkdir()
     server.settings.write_text(json.dumps({"models_dir": str(PROJECT_DIR / "models"),
                                            "defaults": {"model": "dreamworld-tiny"}}))
@@ -88,7 +96,7 @@ def server(tmp_path_factory):
     with open(server.log, "wb") as log:
         server.proc = subprocess.Popen(
             [sys.executable, str(PROJECT_DIR / "app.py"), "--port", str(port),
-             "--creations-dir", str(server.creations), "--settings", str(server.settings)],
+             "--creations-dir", str(server.creations), "--settings", str(server.settings), *args],
             cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -99,6 +107,8 @@ def server(tmp_path_factory):
                 with urllib.request.urlopen(server.url, timeout=2) as response:
                     if response.status == 200:
                         break
+            except urllib.error.HTTPError:  # answering, if only to say "log in first"
+                break
             except OSError:
                 pass
             if time.monotonic() > deadline:
@@ -580,3 +590,69 @@ def test_cinema_tab_makes_a_dream_walk(page, server):
     assert walk["seeds"] == [12, 13] and walk["walk"] == 0.5
     assert walk["prompt_blend"][1] == ["a yellow star on a black background", 0.5]
     assert len([p for p in made if p.suffix == ".mp4"]) == 1
+
+
+def queue_one(page) -> int:
+    """Click Queue in the Create tab; the job's number, from the status."""
+    def number():
+        found = re.search(r"Queued as job (\d+)", page.locator("#status").inner_text())
+        return int(found.group(1)) if found else None
+
+    before = number()
+    page.click("#enqueue")
+    deadline = time.monotonic() + 20
+    while (job := number()) in (None, before):
+        assert time.monotonic() < deadline, f"no new job number: {page.locator('#status').inner_text()!r}"
+        time.sleep(0.1)
+    return job
+
+
+def job_row(page, job: int, status: str):
+    return page.locator(f'#queue-jobs tr.job-{status}[data-job="{job}"]')
+
+
+def test_jobs_queued_without_waiting_are_followed_cancelled_and_interrupted_in_the_queue_tab(page, server):
+    fill(page, prompt="a queued slow picture", seed=3, width=128, height=128, steps=150, count=6)
+    slow = queue_one(page)
+    fill(page, prompt="queued behind", steps=4, width=64, height=64, count=1)
+    behind, last = queue_one(page), queue_one(page)  # answered at once, while the slow one runs
+    page.get_by_role("tab", name="Queue").click()
+    expect(job_row(page, slow, "running")).to_be_visible(timeout=GENERATION_TIMEOUT)
+    expect(job_row(page, behind, "pending")).to_be_visible()
+    expect(page.locator("#queue-preview img")).to_be_visible(timeout=GENERATION_TIMEOUT)  # its first image
+    page.locator("#queue-job input").fill(str(behind))
+    page.click("#queue-cancel")
+    expect(job_row(page, behind, "cancelled")).to_be_visible()
+    page.locator("#queue-job input").fill(str(slow))
+    page.click("#queue-interrupt")
+    expect(job_row(page, slow, "interrupted")).to_be_visible(timeout=30_000)
+    expect(job_row(page, last, "done")).to_be_visible(timeout=GENERATION_TIMEOUT)
+    href = job_row(page, last, "done").locator("a").first.get_attribute("href")
+    with urllib.request.urlopen(server.url.rstrip("/") + href) as response:
+        assert response.read()[:8] == b"\x89PNG\r\n\x1a\n"
+    page.locator("#queue-job input").fill(str(last))
+    page.click("#queue-cancel")
+    expect(page.locator("#queue-said")).to_contain_text(f"job {last} is done; only a pending or running job")
+
+
+def test_with_auth_each_user_sees_only_their_own_jobs(browser, tmp_path):
+    with running(Server(tmp_path), "--auth", "ann:a-pass,bob:b-pass") as server:
+        pages = {}
+        for user in ("ann", "bob"):
+            page = pages[user] = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(20_000)
+            page.goto(server.url)
+            page.get_by_label("username").fill(user)
+            page.get_by_label("password").fill(f"{user[0]}-pass")
+            page.get_by_role("button", name="Login").click()
+            page.locator("#generate").wait_for()
+        fill(pages["ann"], prompt="ann's picture", **FAST)
+        job = queue_one(pages["ann"])
+        for user, page in pages.items():
+            page.get_by_role("tab", name="Queue").click()
+        expect(pages["ann"].locator(f'#queue-jobs tr[data-job="{job}"]')).to_be_visible()
+        expect(pages["bob"].locator("#queue-empty")).to_be_visible()
+        pages["bob"].locator("#queue-job input").fill(str(job))
+        pages["bob"].click("#queue-cancel")
+        expect(pages["bob"].locator("#queue-said")).to_contain_text(f"there is no job {job} of yours")
+        expect(job_row(pages["ann"], job, "done")).to_be_visible(timeout=GENERATION_TIMEOUT)

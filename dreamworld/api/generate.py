@@ -27,14 +27,14 @@ def _inputs(body) -> dict[str, Any]:
     return fields
 
 
-def run(service: Service, body, mode: str) -> dict[str, Any]:
-    """Queue the request behind any others, wait for it, and answer in A1111's shape."""
+def run(service: Service, body, mode: str, user: str) -> dict[str, Any]:
+    """Queue the request behind any others as `user`'s job, wait for it, and answer in A1111's shape."""
     values = models.to_values(body, mode)
     if mode != "txt2img":
         values.update(_inputs(body))
         values["mode"] = "inpaint" if "mask" in values else "img2img"
     started = time.strftime("%Y%m%d%H%M%S")
-    result = service.create(**values).wait()
+    result = service.create(user=user, webhook=body.webhook, **values).wait()
     encoded = [images.encode_file(p, t) for p, t in zip(result.paths, result.parameters)]
     echoed = body.model_dump()
     if mode != "txt2img":

@@ -19,7 +19,9 @@ A1111_ONLY = {"batch_size": (int, Field(1, ge=1, le=16)), "sampler_index": (str 
               "send_images": (bool, True), "save_images": (bool, False), "alwayson_scripts": (dict, {}),
               "script_name": (str | None, None), "script_args": (list, []), "styles": (list, []),
               "subseed": (int, -1), "subseed_strength": (float, 0.0), "restore_faces": (bool | None, None),
-              "tiling": (bool | None, None), "enable_hr": (bool, False), "force_task_id": (str | None, None)}
+              "tiling": (bool | None, None), "enable_hr": (bool, False), "force_task_id": (str | None, None),
+              "webhook": (str | None, Field(None, description="DreamWorld: an http(s) URL that receives a POST "
+                                                               "per saved image and at the end of the job"))}
 IMAGE_ONLY = {"init_images": (list[str], Field(default_factory=list)), "inpainting_fill": (int, 0),
               "inpaint_full_res": (bool, True), "inpaint_full_res_padding": (int, 0),
               "inpainting_mask_invert": (int, 0), "resize_mode": (int, 0), "image_cfg_scale": (float | None, None),

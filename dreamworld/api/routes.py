@@ -16,8 +16,9 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from ..errors import USER_ERRORS, BackendError, RequestError
-from ..service import Service
-from . import generate, info, models, state
+from ..jobs import QueueError
+from ..service import LOCAL_USER, Service
+from . import generate, info, jobs, models, state
 
 log = logging.getLogger("dreamworld")
 
@@ -43,7 +44,8 @@ def _user_error(e: Exception) -> JSONResponse:
             body["detail"] = name + body["detail"][len(e.field):]
         if e.field == "count":
             body["detail"] += " (n_iter times batch_size)"
-    status = 422 if isinstance(e, (RequestError, ValueError)) else 500 if isinstance(e, BackendError) else 400
+    status = 422 if isinstance(e, (RequestError, ValueError)) else 500 if isinstance(e, BackendError) else \
+        404 if isinstance(e, QueueError) else 400
     return JSONResponse(body, status_code=status)
 
 
@@ -63,46 +65,52 @@ class SdRoute(APIRoute):
         return answer
 
 
-def basic_auth(credentials: list[tuple[str, str]] | None) -> list:
-    """A dependency refusing requests without one of `credentials` (HTTP basic), or none if not given."""
+def caller(credentials: list[tuple[str, str]] | None) -> Callable:
+    """A dependency naming the user of a request: one of `credentials` (HTTP basic, else 401), or the local
+    user when the API has no credentials. Each user sees and stops only their own jobs."""
     if not credentials:
-        return []
+        return lambda: LOCAL_USER
     security = HTTPBasic()
 
-    def check(given: HTTPBasicCredentials = Depends(security)) -> None:
+    def check(given: HTTPBasicCredentials = Depends(security)) -> str:
         for user, password in credentials:
             if secrets.compare_digest(given.username.encode(), user.encode()) and \
                     secrets.compare_digest(given.password.encode(), password.encode()):
-                return
+                return user
         raise HTTPException(401, "incorrect username or password", headers={"WWW-Authenticate": "Basic"})
-    return [Depends(check)]
+    return check
 
 
 def make_router(service: Service, credentials: list[tuple[str, str]] | None = None) -> APIRouter:
-    router = APIRouter(prefix="/sdapi/v1", route_class=SdRoute, dependencies=basic_auth(credentials),
-                       tags=["sdapi"])
+    user_of = caller(credentials)
+    router = APIRouter(prefix="/sdapi/v1", route_class=SdRoute, dependencies=[Depends(user_of)], tags=["sdapi"])
 
     @router.post("/txt2img")
-    def txt2img(body: models.Txt2Img) -> dict:
-        return generate.run(service, body, "txt2img")
+    def txt2img(body: models.Txt2Img, user: str = Depends(user_of)) -> dict:
+        return generate.run(service, body, "txt2img", user)
 
     @router.post("/img2img")
-    def img2img(body: models.Img2Img) -> dict:
-        return generate.run(service, body, "img2img")
+    def img2img(body: models.Img2Img, user: str = Depends(user_of)) -> dict:
+        return generate.run(service, body, "img2img", user)
 
     @router.get("/progress")
     def progress(skip_current_image: bool = False) -> dict:
         return state.progress(service, skip_current_image)
 
     @router.post("/interrupt")
-    def interrupt() -> dict:
-        service.interrupt()
+    def interrupt(user: str = Depends(user_of)) -> dict:
+        service.interrupt(user=user)  # the caller's running job only
         return {}
 
     @router.post("/skip")
-    def skip() -> dict:
-        service.interrupt()  # for now the whole job stops, not only its current image
+    def skip(user: str = Depends(user_of)) -> dict:
+        service.interrupt(user=user)  # for now the whole job stops, not only its current image
         return {}
 
     info.add_routes(router, service.world)
     return router
+
+
+def make_routers(service: Service, credentials: list[tuple[str, str]] | None = None) -> list[APIRouter]:
+    """A1111's /sdapi/v1 and DreamWorld's own /dreamworld/v1 (sessions and the queue)."""
+    return [make_router(service, credentials), jobs.make_router(service, caller(credentials), SdRoute)]

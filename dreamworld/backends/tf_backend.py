@@ -52,7 +52,7 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from ..models import ModelError, ModelInfo  # noqa: E402
 from ..schema import MODES  # noqa: E402
 from . import LoadSpec, keras_nets, samplers  # noqa: E402
-from .base import BackendError, Capabilities, Job, out_of_memory, precisions_on  # noqa: E402
+from .base import BackendError, Capabilities, Job, auto_precision, out_of_memory, precisions_on  # noqa: E402
 from .latents import LatentStages  # noqa: E402
 
 log = logging.getLogger("dreamworld")
@@ -101,7 +101,7 @@ class TensorflowBackend(LatentStages):
         if self.device not in available_devices():
             raise BackendError(f"device {device!r} is not available to TensorFlow here; available: "
                                + ", ".join(available_devices()))
-        self.precision = ("fp16" if self.device == "cuda" else "fp32") if precision == "auto" else precision
+        self.precision = auto_precision(self.device) if precision == "auto" else precision
         if self.precision not in supported_precisions(self.device):
             raise BackendError(f"precision {precision!r} is not supported on {self.device} by TensorFlow; use one of "
                                + ", ".join(supported_precisions(self.device)))

@@ -15,6 +15,7 @@ from transformers.utils import logging as transformers_logging
 from ..models import ModelError
 from ..schema import MODES
 from . import LoadSpec, samplers, torch_tiles, weights
+from . import base
 from .base import BackendError, Capabilities, Interrupted, Job, is_out_of_memory, out_of_memory, precisions_on
 from .latents import LatentStages
 
@@ -54,8 +55,8 @@ def supported_precisions(device: str) -> tuple[str, ...]:
 
 
 def resolve_precision(device: str, precision: str) -> str:
-    if precision == "auto":
-        return "fp16" if device in ("cuda", "mps") else "fp32"
+    if precision == "auto":  # fp16 on GPUs (the VAE decodes in fp32 if fp16 overflows), bf16 on bf16 CPUs
+        return base.auto_precision(device)
     if precision not in supported_precisions(device):
         raise BackendError(f"precision {precision!r} is not supported on {device}; use one of "
                            + ", ".join(supported_precisions(device)))
@@ -216,23 +217,36 @@ class TorchBackend(LatentStages):
 
     def _posterior(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._refuse_sdxl()
-        vae = self._pipes["txt2img"].vae
-        with torch.inference_mode():
+
+        def posterior(vae):
             dist = vae.encode(image.to(self.device, vae.dtype)).latent_dist
-            return dist.mean.float().cpu(), dist.std.float().cpu()
+            return torch.stack([dist.mean, dist.std])
+
+        with torch.inference_mode():
+            mean, std = self._vae(posterior).float().cpu()
+        return mean, std
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         self._refuse_sdxl()
-        vae = self._pipes["txt2img"].vae
+        z = latents / self.vae_config["scaling_factor"]
         with torch.inference_mode():
-            return vae.decode((latents / self.vae_config["scaling_factor"]).to(self.device, vae.dtype),
-                              return_dict=False)[0].float().cpu()
+            return self._vae(lambda vae: vae.decode(z.to(self.device, vae.dtype), return_dict=False)[0]).float().cpu()
 
     def decode_tiled(self, latents: torch.Tensor) -> torch.Tensor:
         self._refuse_sdxl()
+        z = latents / self.vae_config["scaling_factor"]
+        return self._vae(lambda vae: torch_tiles.decode_tiled(vae, z.to(self.device, vae.dtype))).float().cpu()
+
+    def _vae(self, call):
+        """call(vae); SD 1.5's VAE overflows in fp16 (NaN: a black image), so then it runs again in fp32 and
+        stays fp32 for this model (A1111's most reported fp16 failure, handled as its --no-half-vae would)."""
         vae = self._pipes["txt2img"].vae
-        z = (latents / self.vae_config["scaling_factor"]).to(self.device, vae.dtype)
-        return torch_tiles.decode_tiled(vae, z).float().cpu()
+        out = call(vae)
+        if vae.dtype == torch.float16 and not torch.isfinite(out).all():
+            log.warning("the VAE of %s overflowed in fp16 (NaN); it runs in fp32 from now on", self.model_name)
+            vae.to(torch.float32)
+            out = call(vae)
+        return out
 
     def _latents(self, noise: np.ndarray, generator: torch.Generator) -> torch.Tensor:
         """Job.noise as the pipeline's latents; the generator is advanced past the draw it replaces, so
