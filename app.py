@@ -1,4 +1,4 @@
-"""DreamWorld: `python app.py` serves the GUI; `generate`, `cinema`, `parts` and `info` work headless.
+"""DreamWorld: `python app.py` serves the GUI; `generate`, `cinema`, `parts`, `upscale` and `info` work headless.
 
 Headless commands print only the saved paths on stdout (`cinema`: the video's, last). Bad input
 exits with status 2 and one line on stderr naming the field.
@@ -103,12 +103,23 @@ def build_parser() -> Parser:
 
     add_parts_parser(sub, common)
 
+    add_upscale_parser(sub, common)
     add_queue_parsers(sub, common)
 
     info = sub.add_parser("info", parents=[common], help="print the metadata embedded in an image")
     info.add_argument("file")
     info.add_argument("--json", action="store_true", help="print the full request as JSON")
     return parser
+
+
+def add_upscale_parser(sub, common) -> None:
+    upscale = sub.add_parser("upscale", parents=[common], help="upscale an image into a new creation; "
+                             "print its path")
+    upscale.add_argument("file")
+    upscale.add_argument("--scale", default="2", help="how many times larger (from 1 to 8; default 2)")
+    upscale.add_argument("--upscaler", default="Lanczos",
+                         help="Lanczos, or the name of a model in models/ESRGAN (default Lanczos)")
+    upscale.add_argument("--device", default=None, help="torch device for upscaler models (default: settings)")
 
 
 # parts: each stage's request flags (with the engine's: backend, device, precision, jit) and its own
@@ -269,6 +280,12 @@ def cmd_parts(args) -> int:
     return 0
 
 
+def cmd_upscale(args) -> int:
+    world = make_world(args)
+    print(world.upscale(args.file, args.scale, args.upscaler, args.device), flush=True)
+    return 0
+
+
 def cmd_queue(args) -> int:
     from dreamworld import jobs
     world = make_world(args)
@@ -358,7 +375,7 @@ def main(argv=None) -> int:
         logging.basicConfig(level=logging.INFO if args.verbose or not args.command else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         command = {"generate": cmd_generate, "cinema": cmd_cinema, "info": cmd_info, "parts": cmd_parts,
-                   "queue": cmd_queue, "worker": cmd_worker, None: cmd_gui}[args.command]
+                   "upscale": cmd_upscale, "queue": cmd_queue, "worker": cmd_worker, None: cmd_gui}[args.command]
         return command(args)
     except (UserError, *USER_ERRORS) as e:
         print(f"error: {e}", file=sys.stderr)

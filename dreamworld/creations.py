@@ -210,13 +210,18 @@ def save_creation(image, request: Request, *, parameters: str, creations_dir, in
     `index_hint` is optional extra text for the file name after the prompt slug (e.g. "frame-7").
     """
     creations_dir = Path(creations_dir)
-    record = request_record(request, creations_dir)
-    write_image = encoder(image, request.format, parameters, record)
     slug = "-".join(filter(None, (_slug(request.prompt), _slug(index_hint)))) or "image"
-    folder = creations_dir / datetime.date.today().isoformat()
+    return save_record(image, request_record(request, creations_dir), request.format, parameters=parameters,
+                       creations_dir=creations_dir, slug=slug)
+
+
+def save_record(image, record: dict, fmt: str, *, parameters: str, creations_dir, slug: str) -> Path:
+    """Save an image with our metadata `record` as the next creation of today, named `slug`."""
+    write_image = encoder(image, fmt, parameters, record)
+    folder = Path(creations_dir) / datetime.date.today().isoformat()
     with _save_lock, saving(folder):
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{_next_number(folder):05d}-{slug}.{request.format}"
+        path = folder / f"{_next_number(folder):05d}-{slug or 'image'}.{fmt}"
         write_with_text(path, write_image, parameters)
     return path
 

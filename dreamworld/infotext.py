@@ -46,17 +46,29 @@ def _text(value) -> str:
     return str(value)
 
 
+def _applies(request, s: specs.Spec) -> bool:
+    return s.modes is None or getattr(request, "mode", None) in s.modes
+
+
 def _written(request, s: specs.Spec) -> bool:
     value = getattr(request, s.name, None)
-    applies = s.modes is None or getattr(request, "mode", None) in s.modes
-    return applies and value not in (None, "", s.infotext_skip)
+    if s.infotext_when and not _written(request, FIELDS[s.infotext_when]):
+        return False
+    return _applies(request, s) and value not in (None, "", s.infotext_skip)
+
+
+def _alternatives(fields: list[specs.Spec]) -> bool:
+    """Fields sharing a key in different modes (strength, hires_denoising): one of them is written."""
+    modes = [set(s.modes or ()) for s in fields]
+    return len(fields) > 1 and all(modes) and sum(map(len, modes)) == len(set().union(*modes))
 
 
 def format_parameters(request, extra: dict | None = None) -> str:
     """The A1111 `parameters` text of one image made by a resolved request (concrete seed and size)."""
     pairs = {}
     for key, fields in KEYS.items():
-        if all(_written(request, s) for s in fields):
+        fields = [s for s in fields if _applies(request, s)] if _alternatives(fields) else fields
+        if fields and all(_written(request, s) for s in fields):
             pairs[key] = "x".join(_text(getattr(request, s.name)) for s in fields)
     pairs.update({k: v for k, v in (extra or {}).items() if v not in (None, "")})
     order = [k for k in INFOTEXT_ORDER if k in pairs] + [k for k in pairs if k not in INFOTEXT_ORDER]
@@ -116,7 +128,10 @@ def request_from_parameters(params: dict) -> dict:
     for key, declared in KEYS.items():
         if key not in params:
             continue
-        raw = [_sampler(params)] if key == "Sampler" else str(params[key]).split("x", len(declared) - 1)
+        if _alternatives(declared):  # each reads the value: the request's mode picks the one that counts
+            raw = [str(params[key])] * len(declared)
+        else:
+            raw = [_sampler(params)] if key == "Sampler" else str(params[key]).split("x", len(declared) - 1)
         if len(raw) != len(declared) or None in raw:
             continue
         try:

@@ -1,7 +1,7 @@
 """Finding and describing the models in models/.
 
-Checkpoints live in A1111-style (`Stable-diffusion/`, `VAE/`, `Lora/`) or ComfyUI-style
-(`checkpoints/`, `vae/`, `loras/`) sub-folders, as diffusers folders (with a
+Checkpoints live in A1111-style (`Stable-diffusion/`, `VAE/`, `Lora/`, `ESRGAN/`) or ComfyUI-style
+(`checkpoints/`, `vae/`, `loras/`, `upscale_models/`) sub-folders, as diffusers folders (with a
 `model_index.json`) or single files (`.safetensors`, `.ckpt`).
 """
 from __future__ import annotations
@@ -20,15 +20,17 @@ KINDS = {
     "checkpoint": ("Stable-diffusion", "checkpoints", "diffusers"),
     "vae": ("VAE", "vae"),
     "lora": ("Lora", "loras"),
+    "esrgan": ("ESRGAN", "upscale_models"),
 }
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+SUFFIXES = {"esrgan": (".safetensors", ".pth", ".pt")}  # kinds whose files are not WEIGHT_SUFFIXES
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
     path: Path
-    kind: str  # checkpoint, vae or lora
+    kind: str  # checkpoint, vae, lora or esrgan
     format: str  # diffusers, safetensors or ckpt
 
     @property
@@ -55,7 +57,7 @@ def _describe(path: Path, kind: str) -> ModelInfo | None:
         if (path / "model_index.json").exists() or (kind == "vae" and (path / "config.json").exists()):
             return ModelInfo(path.name, path, kind, "diffusers")
         return None
-    if path.suffix.lower() in WEIGHT_SUFFIXES:
+    if path.suffix.lower() in SUFFIXES.get(kind, WEIGHT_SUFFIXES):
         fmt = "safetensors" if path.suffix.lower() == ".safetensors" else "ckpt"
         return ModelInfo(path.stem, path, kind, fmt)
     return None
@@ -88,7 +90,7 @@ def list_models(models_dirs, kind: str = "checkpoint") -> list[ModelInfo]:
 def find_model(models_dirs, name: str, kind: str = "checkpoint") -> ModelInfo:
     """The model called `name` (or `name.safetensors`); ModelError lists what exists."""
     models = list_models(models_dirs, kind)
-    wanted = Path(name).stem if Path(name).suffix.lower() in WEIGHT_SUFFIXES else name
+    wanted = Path(name).stem if Path(name).suffix.lower() in SUFFIXES.get(kind, WEIGHT_SUFFIXES) else name
     wanted = wanted.split(" [")[0]  # A1111 titles look like "name [hash]"
     for m in models:
         if m.name == wanted:

@@ -32,7 +32,7 @@ COLOR_COHERENCE = ("none", "lab", "hsv", "rgb")
 IMAGE_MODES = ("img2img", "inpaint")
 # The order of A1111's parameters text; a field's `infotext` key not named here follows these.
 INFOTEXT_ORDER = ("Steps", "Sampler", "CFG scale", "Seed", "Size", "Model hash", "Model", "VAE",
-                  "Denoising strength", "Clip skip", "Mask blur")
+                  "Denoising strength", "Clip skip", "Mask blur", "Hires upscale", "Hires steps", "Hires upscaler")
 
 
 @dataclass
@@ -59,6 +59,17 @@ class Request:
     strength: float = spec(float, 0.75, min=0.0, max=1.0, label="Denoising strength", modes=IMAGE_MODES,
                            infotext="Denoising strength", api="denoising_strength", step=0.01,
                            help="denoising strength for img2img and inpaint")
+    hires_scale: float = spec(float, 1.0, min=1.0, max=4.0, modes=("txt2img",), infotext="Hires upscale",
+                              infotext_skip=1.0, label="Hires fix: upscale by", api="hr_scale", step=0.05,
+                              group="advanced", help="hires fix: a second, img2img pass this many times larger (1: off)")
+    hires_steps: int = spec(int, 0, min=0, max=150, modes=("txt2img",), infotext="Hires steps", infotext_skip=0,
+                            infotext_when="hires_scale", api="hr_second_pass_steps", group="advanced", help="steps of the hires pass (0: steps)")
+    hires_upscaler: str = spec(str, "Latent", modes=("txt2img",), infotext="Hires upscaler", models="esrgan",
+                               infotext_when="hires_scale", api="hr_upscaler", group="advanced",
+                               help="how the hires pass's input is enlarged: Latent, Lanczos or a models/ESRGAN model")
+    hires_denoising: float = spec(float, 0.7, min=0.0, max=1.0, modes=("txt2img",), infotext="Denoising strength",
+                                  infotext_when="hires_scale", step=0.01, group="advanced",
+                                  help="denoising strength of the hires pass")
     init_image: str | None = spec(str, None, kind="image", modes=IMAGE_MODES, group="input", api="init_images",
                                   help="input image file for img2img and inpaint")
     mask: str | None = spec(str, None, kind="image", modes=("inpaint",), group="input",
@@ -119,6 +130,10 @@ def _check_consistency(r: Request) -> None:
         raise RequestError("init_image", f"init_image is required in {r.mode} mode")
     if r.mode == "inpaint" and r.mask is None:
         raise RequestError("mask", "mask is required in inpaint mode (white = repaint)")
+    hires_steps = r.hires_steps or r.steps
+    if r.mode == "txt2img" and r.hires_scale > 1 and int(hires_steps * r.hires_denoising) < 1:
+        raise RequestError("hires_denoising", f"hires_denoising {r.hires_denoising:g} with {hires_steps} hires steps "
+                                              f"leaves no denoising step; it must be at least {1 / hires_steps:.3g}")
     if r.mode in IMAGE_MODES and int(r.steps * r.strength) < 1:  # as the pipelines count steps
         raise RequestError("strength", f"strength {r.strength:g} with {r.steps} steps leaves no denoising step; "
                                        f"strength must be at least {1 / r.steps:.3g} for {r.steps} steps")
@@ -127,7 +142,8 @@ def _check_consistency(r: Request) -> None:
 # ----- cinema -----------------------------------------------------------------------------
 # Request fields that mean nothing for a whole animation: each frame's mode and seed are chosen by the
 # run, frames are always PNG (lossless: each is the next one's input), and there is no mask.
-CINEMA_EXCLUDED = ("mode", "seeds", "count", "mask", "mask_blur", "format")
+CINEMA_EXCLUDED = ("mode", "seeds", "count", "mask", "mask_blur", "format", "hires_scale", "hires_steps",
+                   "hires_upscaler", "hires_denoising")
 MOVING = ("2d", "3d")
 
 

@@ -46,6 +46,7 @@ class Spec:
     motions: tuple[str, ...] | None = None  # the cinema motions it applies to (None: all)
     infotext: str | None = None  # its key in A1111's parameters text
     infotext_skip: Any = None  # a value left out of that text (None and "" always are)
+    infotext_when: str | None = None  # written only when this other field is not at its infotext_skip
     api: str | None = None  # its name in A1111's HTTP API, where that differs from the field's
     models: str | None = None  # the kind of model in models/ whose names are its choices
     step: float | None = None  # the GUI's step

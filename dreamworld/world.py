@@ -12,7 +12,8 @@ from typing import Callable
 
 from PIL import Image
 
-from . import __version__, backends, creations, files, infotext, models, schema, settings as settings_module
+from . import __version__, backends, creations, files, hires, infotext, models, schema
+from . import settings as settings_module
 from .cinema import planning, preview, render, runs, video
 from .backends.base import Backend, BackendError, Interrupted, Job
 from .errors import RequestError
@@ -173,6 +174,8 @@ class DreamWorld:
             creations.check_fits(request)
             backend = self.compile(request)
             request = self._resolve(request, backend)
+            if hires.wanted(request):
+                request = hires.check(request, self.model_dirs, backend)
             init_image, mask = self._inputs(request)
             model = models.find_model(self.model_dirs, request.model)
             stored = request.replace(
@@ -193,7 +196,8 @@ class DreamWorld:
                 progress.image, progress.step = i + 1, 0
                 job = Job(stored.replace(seed=seed), seed, init_image, mask, on_step, self._stop.is_set)
                 try:
-                    image = backend.generate(job)
+                    image = hires.generate(job, self.model_dirs, self.compile) if hires.wanted(request) \
+                        else backend.generate(job)
                 except Interrupted:
                     result.interrupted = True
                     break
@@ -211,6 +215,17 @@ class DreamWorld:
                 if on_progress:
                     on_progress(progress)
             return result
+
+    def upscale(self, path, scale: float = 2, upscaler: str = "Lanczos", device: str | None = None) -> Path:
+        """A new creation: the image file `path` upscaled `scale` times (dreamworld/upscalers.py)."""
+        from . import upscalers
+        with self._lock:
+            return upscalers.upscale_file(path, scale, upscaler, self.model_dirs, self.creations_dir,
+                                          self.request(**({"device": device} if device else {})).device)
+
+    def upscalers(self, latent: bool = False) -> list[str]:
+        from . import upscalers
+        return upscalers.names(self.model_dirs, latent)
 
     @property
     def parts(self):

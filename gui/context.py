@@ -23,6 +23,8 @@ class Context:
         """The model names a field chooses from (its spec's `models` kind), or None."""
         if not spec.models:
             return None
+        if spec.models == "esrgan":  # upscalers: the built-in ones, then the models
+            return self.world.upscalers(latent=True)
         names = [m.name for m in self.world.list_models(spec.models)]
         return names if spec.key and spec.name == "model" else [""] + names
 

@@ -1,4 +1,4 @@
-"""The Creations tab: browse what was made, read its parameters, load them back into Create."""
+"""The Creations tab: browse what was made, read its parameters, load them back into Create, upscale."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import gradio as gr
 
 from dreamworld import creations, schema
+from dreamworld.errors import USER_ERRORS
 
 from . import controls
 from .context import Context
@@ -19,6 +20,10 @@ def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: Cre
     chosen = gr.State(None)
     chosen_info = gr.Textbox(label="Parameters", lines=4, interactive=False, elem_id="creation-info")
     load = gr.Button("Load these settings into Create", elem_id="load-settings")
+    with gr.Row():
+        upscaler = gr.Dropdown(ctx.world.upscalers(), value="Lanczos", label="Upscaler", elem_id="upscaler")
+        scale = gr.Slider(1, 8, value=2, step=0.5, label="Upscale by", elem_id="upscale-by")
+        upscale = gr.Button("Upscale", elem_id="upscale")
 
     def list_creations():
         paths = [str(p) for p in creations.list_creations(ctx.world.creations_dir)[:200]]
@@ -47,7 +52,18 @@ def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: Cre
         return [gr.Tabs(selected="create"), gr.update(value=init) if mode == "img2img" and init else gr.update(),
                 gr.update(value=editor) if editor else gr.update()] + updates
 
+    def upscale_chosen(path, name, by):
+        if not path:
+            raise gr.Error("Choose a creation first.")
+        try:
+            made = ctx.world.upscale(path, by, name)
+        except USER_ERRORS as e:
+            raise gr.Error(str(e)) from None
+        gallery, paths = list_creations()
+        return gallery, paths, str(made), creations.read_creation(made)["parameters"] or ""
+
     for event in (refresh.click, tab.select, page.load):
         event(list_creations, None, [browse, listed])
     browse.select(choose, listed, [chosen, chosen_info])
     load.click(load_settings, chosen, [tabs] + create.inputs)
+    upscale.click(upscale_chosen, [chosen, upscaler, scale], [browse, listed, chosen, chosen_info])

@@ -179,7 +179,9 @@ def test_lists_name_our_models_and_samplers(client):
     assert client.get("/sdapi/v1/schedulers").json()[0]["name"] == "automatic"
     assert client.get("/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
     assert client.get("/sdapi/v1/loras").status_code == 200
-    assert [u["name"] for u in client.get("/sdapi/v1/upscalers").json()] == ["None", "Lanczos"]
+    upscalers = client.get("/sdapi/v1/upscalers").json()
+    assert [u["name"] for u in upscalers][:3] == ["None", "Lanczos", "dreamworld-2x"]
+    assert upscalers[2]["scale"] == 2 and upscalers[2]["model_path"].endswith("dreamworld-2x.safetensors")
     assert client.post("/sdapi/v1/refresh-checkpoints").status_code == 200
 
 
@@ -197,13 +199,31 @@ def test_png_info_reads_ours_and_a1111_text(client):
     assert client.post("/sdapi/v1/png-info", json={"image": "@@@"}).status_code == 422
 
 
-def test_extra_single_image_resizes_with_lanczos(client):
+def test_extra_single_image_upscales_with_lanczos_or_a_model(client):
     answer = client.post("/sdapi/v1/extra-single-image",
                          json={"image": b64(Image.new("RGB", (32, 16))), "upscaling_resize": 2})
     assert answer.status_code == 200 and png(answer.json()["image"]).size == (64, 32)
+    picture = Image.new("RGB", (32, 16), (20, 20, 200))
+    picture.paste((230, 200, 20), (8, 4, 20, 12))
+    model = client.post("/sdapi/v1/extra-single-image", json={"image": b64(picture), "upscaler_1": "dreamworld-2x",
+                                                              "resize_mode": 1, "upscaling_resize_w": 64,
+                                                              "upscaling_resize_h": 32}).json()
+    lanczos = picture.resize((64, 32), Image.LANCZOS)
+    assert png(model["image"]).size == (64, 32) and png(model["image"]).tobytes() != lanczos.tobytes()
+    assert model["html_info"] == "Postprocess upscale by: 2, Postprocess upscaler: dreamworld-2x"
     bad = client.post("/sdapi/v1/extra-single-image", json={"image": b64(Image.new("RGB", (8, 8))),
                                                              "upscaler_1": "R-ESRGAN 4x+"})
     assert bad.status_code == 422 and bad.json()["field"] == "upscaler_1"
+
+
+def test_txt2img_hires_fix_only_with_enable_hr(client):
+    hires = {"hr_scale": 2, "hr_second_pass_steps": 2, "hr_upscaler": "Lanczos", "denoising_strength": 0.5}
+    off = client.post("/sdapi/v1/txt2img", json={"prompt": "owl", "seed": 3, **FAST, **hires}).json()
+    assert png(off["images"][0]).size == (64, 64) and "Hires" not in json.loads(off["info"])["infotexts"][0]
+    on = client.post("/sdapi/v1/txt2img", json={"prompt": "owl", "seed": 3, **FAST, **hires, "enable_hr": True})
+    assert png(on.json()["images"][0]).size == (128, 128)
+    assert ("Denoising strength: 0.5, Hires upscale: 2, Hires steps: 2, Hires upscaler: Lanczos"
+            in json.loads(on.json()["info"])["infotexts"][0])
 
 
 def test_served_with_the_gui_behind_api_auth_and_ten_concurrent_clients_each_get_their_own(tmp_path):

@@ -108,6 +108,7 @@ def test_request_from_a1111_parameters():
         "negative_prompt": "lowres, bad anatomy\nworst quality, (blurry:1.3)",
         "steps": 30, "scheduler": "DPM++ 2M Karras", "guidance_scale": 6.5, "seed": 3170923581,
         "width": 512, "height": 768, "model": "v1-5-pruned-emaonly", "strength": 0.45, "clip_skip": 2,
+        "hires_scale": 2.0, "hires_upscaler": "R-ESRGAN 4x+", "hires_denoising": 0.45,  # its hires fix
     }
 
 

@@ -20,16 +20,29 @@ from .conftest import FAST, pixels
 NON_DEFAULT = {"width": 96, "height": 72, "steps": 13, "guidance_scale": 5.5, "scheduler": "DPM++ 2M Karras",
                "seed": 4242, "strength": 0.35, "mask_blur": 9, "clip_skip": 2, "model": "some-model, v2",
                "vae": "kl-f8: ft"}
+HIRES = {"hires_scale": 1.5, "hires_steps": 7, "hires_upscaler": "dreamworld-2x", "hires_denoising": 0.45}  # txt2img
 
 
 def test_every_a1111_key_we_write_is_read_back_into_the_same_field():
     keys = {s.name for s in schema.FIELDS.values() if s.infotext}
-    assert keys == set(NON_DEFAULT)  # a new infotext field gets a value here
+    assert keys == set(NON_DEFAULT) | set(HIRES)  # a new infotext field gets a value here
     request = Request(mode="inpaint", prompt="a fox\nsecond line", negative_prompt="blur", init_image="i.png",
                       mask="m.png", **NON_DEFAULT)
     text = infotext.format_parameters(request, {"Model hash": "abc", "Version": "v"})
     read = infotext.request_from_parameters(infotext.parse_parameters(text))
-    assert read == {"prompt": "a fox\nsecond line", "negative_prompt": "blur", **NON_DEFAULT}
+    assert read == {"prompt": "a fox\nsecond line", "negative_prompt": "blur", **NON_DEFAULT,
+                    "hires_denoising": 0.35}  # A1111's "Denoising strength" is both: the mode picks
+
+
+def test_hires_keys_are_written_as_a1111_writes_them_and_read_back():
+    request = Request(prompt="a fox", **{k: v for k, v in NON_DEFAULT.items() if k != "strength"}, **HIRES)
+    text = infotext.format_parameters(request)
+    assert ("Denoising strength: 0.45, Clip skip: 2, Hires upscale: 1.5, Hires steps: 7, "
+            "Hires upscaler: dreamworld-2x") in text
+    read = infotext.request_from_parameters(infotext.parse_parameters(text))
+    assert {k: read[k] for k in HIRES} == HIRES and read["strength"] == 0.45  # A1111's one key for both
+    plain = infotext.format_parameters(request.replace(hires_scale=1.0))
+    assert "Hires" not in plain and "Denoising strength" not in plain  # hires fix off: no hires keys
 
 
 def test_the_cli_has_a_flag_for_every_field_with_its_allowed_range():

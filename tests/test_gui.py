@@ -425,6 +425,23 @@ def test_creations_tab_loads_settings_back(page, server):
     expect(page.locator("#field-width input")).to_have_value("64")
 
 
+def test_creations_tab_upscales_the_chosen_creation(page, server):
+    before = server.files()
+    fill(page, prompt="a creation to upscale", seed=778, **FAST)
+    generate(page)
+    [image] = new_images(server, before)
+    page.get_by_role("tab", name="Creations").click()
+    page.locator("#refresh-creations").click()
+    page.locator("#creations button.thumbnail-item", has=page.locator(f"img[src$='/{image.name}']")).click()
+    page.locator("#upscaler input").click()
+    page.get_by_role("option", name="dreamworld-2x").click()
+    page.locator("#upscale").click()
+    expect(page.locator("#creation-info textarea")).to_have_value(
+        re.compile("Postprocess upscale by: 2, Postprocess upscaler: dreamworld-2x$"))
+    [made] = [p for p in new_images(server, before) if p != image]
+    assert Image.open(made).size == (128, 128)
+
+
 def test_settings_tab_saves_defaults_atomically(page, server):
     page.get_by_role("tab", name="Settings").click()
     steps = page.locator("#setting-steps input[type=number]")

@@ -97,6 +97,39 @@ ISSUE_16 = [
     ("api-auth-without-api", ["--api-auth", "user:pass"], {}, "error: api-auth needs --api"),
 ]
 
+def _wide_png(tmp) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1100, 8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+ISSUE_14 = [
+    ("upscale-unknown-upscaler", ["upscale", "{tmp}/x.png", "--upscaler", "R-ESRGAN 4x+"], {"x.png": _png()},
+     "error: upscaler must be one of Lanczos, "),
+    ("upscale-scale-out-of-range", ["upscale", "{tmp}/x.png", "--scale", "20"], {"x.png": _png()},
+     "error: scale must be a number from 1 to 8, got '20'"),
+    ("upscale-scale-not-a-number", ["upscale", "{tmp}/x.png", "--scale", "two"], {"x.png": _png()},
+     "error: scale must be a number from 1 to 8, got 'two'"),
+    ("upscale-too-large", ["upscale", "{tmp}/x.png", "--scale", "8"], {"x.png": _wide_png},
+     "error: scale 8 makes 8800x64 pixels; each side must be at most 8192"),
+    ("upscale-not-an-image", ["upscale", "{tmp}/x.png"], {"x.png": b"not an image"},
+     "error: cannot read 'x.png' as an image: it is not an image file"),
+    ("upscale-missing-file", ["upscale", "{tmp}/none.png"], {}, "error: cannot read 'none.png' as an image: the file "
+                                                                 "does not exist"),
+    ("upscale-armed-pth", ["upscale", "{tmp}/x.png", "--upscaler", "armed", "--models-dir", "{tmp}/models"],
+     {"x.png": _png(), "models/ESRGAN/armed.pth": _armed_bin},
+     "error: armed.pth was refused: besides tensors it holds pickled Python objects"),
+    ("hires-too-large", ["generate", "--prompt", "x", "--steps", "2", "--width", "1024", "--height", "512",
+                         "--hires-scale", "2.5"], {},
+     "error: hires_scale 2.5 makes 2560x1280 pixels from 1024x512; each side must be at most 2048"),
+    ("hires-unknown-upscaler", ["generate", "--prompt", "x", "--steps", "2", "--hires-scale", "2", "--hires-upscaler",
+                                "4x-UltraSharp"], {}, "error: hires_upscaler must be one of Latent, Lanczos, "),
+    ("hires-no-denoising-step", ["generate", "--prompt", "x", "--steps", "4", "--hires-scale", "2",
+                                 "--hires-denoising", "0.1"], {},
+     "error: hires_denoising 0.1 with 4 hires steps leaves no denoising step; it must be at least 0.25"),
+    ("upscale-bad-device", ["upscale", "{tmp}/x.png", "--device", "tpu"], {"x.png": _png()}, "error: device "),
+]
+
 CASES = [
     # id, argv, files, words
     ("unknown-flag", ["generate", "--prompt", "x", "--stepz", "3"], {}, "unrecognized arguments: --stepz"),
@@ -113,6 +146,7 @@ CASES = [
     ("port-out-of-range", ["--port", "99999"], {}, "port must be from 1 to 65535, got 99999"),
     *ISSUE_19B,
     *ISSUE_16,
+    *ISSUE_14,
 ]
 
 

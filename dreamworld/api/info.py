@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
-from .. import infotext, models as found
+from .. import infotext, models as found, upscalers
 from ..backends.samplers import NAMES
 from ..creations import MAX_SIDE
 from ..errors import RequestError
@@ -75,12 +75,14 @@ def png_info(body: PngInfoRequest) -> dict[str, Any]:
     return {"info": text or "", "items": items, "parameters": parsed}
 
 
-def extra_single_image(body: ExtrasSingleImageRequest) -> dict[str, Any]:
-    """Resize with Lanczos (no upscaler models yet): by upscaling_resize, or to _w x _h with resize_mode 1."""
-    for name in ("upscaler_1", "upscaler_2"):
-        if getattr(body, name) not in UPSCALERS:
-            raise RequestError(name, f"{name} must be one of {', '.join(UPSCALERS)} (no upscaler models yet), "
-                                     f"got {getattr(body, name)!r}")
+def extra_single_image(world: DreamWorld, body: ExtrasSingleImageRequest) -> dict[str, Any]:
+    """Upscale with upscaler_1 (None: a Lanczos resize): by upscaling_resize, or to _w x _h with resize_mode 1.
+    upscaler_2 (A1111 blends a second one in) may only be None or Lanczos."""
+    if body.upscaler_2 not in UPSCALERS:
+        raise RequestError("upscaler_2", f"upscaler_2 must be one of {', '.join(UPSCALERS)}, "
+                                         f"got {body.upscaler_2!r}"[:200])
+    name = "Lanczos" if body.upscaler_1 == "None" else upscalers.check(body.upscaler_1, world.model_dirs,
+                                                                          "upscaler_1")
     image = images.decode(body.image, "image")
     if body.resize_mode == 1:
         size, field = (body.upscaling_resize_w, body.upscaling_resize_h), "upscaling_resize_w"
@@ -90,7 +92,30 @@ def extra_single_image(body: ExtrasSingleImageRequest) -> dict[str, Any]:
     if not (1 <= min(size) and max(size) <= MAX_SIDE):
         raise RequestError(field, f"{field} gives {size[0]}x{size[1]} pixels; each side must be from 1 to "
                                   f"{MAX_SIDE}")
-    return {"html_info": "", "image": images.encode_png(image.resize(size, Image.LANCZOS))}
+    image = image.convert("RGB")
+    if name == "Lanczos":
+        result = image.resize(size, Image.LANCZOS)
+    else:
+        model = upscalers.load(found.find_model(world.model_dirs, name, "esrgan"))
+        result = upscalers.with_model(image, model, size, upscalers.device_for(world.request().device))
+    info = upscalers.postprocess_text(size[0] / image.width, name)
+    return {"html_info": info, "image": images.encode_png(result)}
+
+
+def upscaler_list(world: DreamWorld) -> list[dict[str, Any]]:
+    """A1111's /upscalers: None, Lanczos, then each model in models/ESRGAN."""
+    listed = [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4} for n in UPSCALERS]
+    for m in world.list_models("esrgan"):
+        listed.append({"name": m.name, "model_name": "ESRGAN", "model_path": str(m.path), "model_url": None,
+                       "scale": _scale(m)})
+    return listed
+
+
+def _scale(model: found.ModelInfo):
+    try:
+        return upscalers.load(model).scale
+    except found.ModelError:
+        return None
 
 
 def add_routes(router: APIRouter, world: DreamWorld) -> None:
@@ -109,11 +134,11 @@ def add_routes(router: APIRouter, world: DreamWorld) -> None:
                                             for m in world.list_models("lora")], methods=["GET"], summary="LoRAs")
     router.add_api_route("/embeddings", lambda: {"loaded": {}, "skipped": {}}, methods=["GET"],
                          summary="Embeddings (none yet)")
-    router.add_api_route("/upscalers", lambda: [{"name": n, "model_name": None, "model_path": None,
-                                                 "model_url": None, "scale": 4} for n in UPSCALERS],
-                         methods=["GET"], summary="Upscalers (Lanczos only yet)")
+    router.add_api_route("/upscalers", lambda: upscaler_list(world), methods=["GET"],
+                         summary="Upscalers: Lanczos and the models in models/ESRGAN")
     router.add_api_route("/refresh-checkpoints", lambda: None, methods=["POST"],
                          summary="Refresh checkpoints (models/ is read at each request)")
     router.add_api_route("/png-info", png_info, methods=["POST"], summary="Read an image's parameters")
-    router.add_api_route("/extra-single-image", extra_single_image, methods=["POST"],
-                         summary="Resize one image (Lanczos)")
+    def extras(body: ExtrasSingleImageRequest) -> dict[str, Any]:
+        return extra_single_image(world, body)
+    router.add_api_route("/extra-single-image", extras, methods=["POST"], summary="Upscale one image")

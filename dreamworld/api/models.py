@@ -71,5 +71,11 @@ def to_values(body, mode: str) -> dict[str, Any]:
         values["count"] = body.batch_size * int(values.get("count", 1))
     if body.sampler_index and "scheduler" not in values:
         values["scheduler"] = body.sampler_index
+    hires = [name for name in values if name.startswith("hires_")]
+    if mode == "txt2img" and not body.enable_hr:  # A1111 clients send hr_scale with enable_hr false
+        for name in hires:
+            del values[name]
+    elif mode == "txt2img" and "strength" in values:  # A1111's txt2img denoising_strength is the hires pass's
+        values["hires_denoising"] = values.pop("strength")
     values["mode"] = mode
     return values
