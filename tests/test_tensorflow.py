@@ -73,9 +73,8 @@ def test_token_ids_are_the_torch_tokenizers(engines, prompt):
 
 @pytest.mark.parametrize("clip_skip", [1, 2, 4])
 def test_text_encoder_gives_the_torch_embeddings(engines, clip_skip):
-    pipe = torch_pipe(engines)
-    for prompt in PROMPTS[:3]:
-        expected = TorchBackend._embed(pipe, prompt, clip_skip).numpy()
+    for prompt in PROMPTS[:3]:  # the third has A1111 weights: (big) [small]
+        expected = engines[0].embed(prompt, clip_skip)
         np.testing.assert_allclose(engines[1].embed(prompt, clip_skip), expected, atol=2e-5 * np.abs(expected).max())
 
 

@@ -4,7 +4,8 @@ latents -> decoded image, image -> latents. `generate` is these stages run in or
 (dreamworld/parts) and a plain generation cannot drift apart.
 
 A backend implements the hooks: `predict_noise(latents, t, context)`, `encode(image, generator)` (a sample of
-the VAE posterior, scaled), `encode_mean(image)`, `decode(latents) -> NCHW in [-1, 1]`, `embed(text, skip)`,
+the VAE posterior, scaled), `encode_mean(image)`, `decode(latents) -> NCHW in [-1, 1]`,
+`prompt_encoder(skip)` (a prompts.TextEncoder),
 and has `scheduler_config`, `vae_config`, `unet_config`, `scale` and `images` (a diffusers VaeImageProcessor).
 The loop follows diffusers' SD pipelines step for step, drawing the same seeded CPU noise.
 """
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import prompts
 from . import samplers
 from .base import Backend, BackendError, Interrupted, Job
 
@@ -43,13 +45,20 @@ class LatentStages(Backend):
 
     # ----- stages ---------------------------------------------------------------------------
     def encode_prompt(self, request, blend=None) -> np.ndarray:
-        """[negative, positive] embeddings, float32 (2, tokens, width); a blend mixes prompts by weight."""
+        """[negative, positive] embeddings, float32 (2, tokens, width); a blend mixes prompts by weight.
+        Prompts use A1111's syntax and may be longer than one chunk (dreamworld/prompts.py)."""
+        encoder = self.prompt_encoder(request.clip_skip)
+        texts = [prompt for prompt, _ in blend] if blend else [request.prompt]
+        negative, *positives = prompts.embed_all([request.negative_prompt, *texts], encoder)
         if blend:
-            positive = sum(weight * self.embed(prompt, request.clip_skip) for prompt, weight in blend)
+            positive = sum(weight * p for (_, weight), p in zip(blend, positives))
         else:
-            positive = self.embed(request.prompt, request.clip_skip)
-        negative = self.embed(request.negative_prompt, request.clip_skip)
+            positive = positives[0]
         return np.concatenate([negative, positive]).astype(np.float32)
+
+    def embed(self, text: str, clip_skip: int = 1) -> np.ndarray:
+        """The text's embedding (1, 77 * chunks, width), float32."""
+        return prompts.embed(text, self.prompt_encoder(clip_skip))
 
     def generate(self, job: Job) -> Image.Image:
         latents, _ = self.denoise(job, self.encode_prompt(job.request, job.prompt_blend))

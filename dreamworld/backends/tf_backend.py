@@ -49,6 +49,7 @@ from keras_cv.models.stable_diffusion import SimpleTokenizer  # noqa: E402
 from PIL import Image  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
+from .. import prompts  # noqa: E402
 from ..models import ModelError, ModelInfo  # noqa: E402
 from ..schema import MODES  # noqa: E402
 from . import LoadSpec, keras_nets, samplers  # noqa: E402
@@ -180,9 +181,13 @@ class TensorflowBackend(LatentStages):
             ids = ids[:length - 1] + [self.tokenizer.end_of_text]
         return np.array([ids + [self.pad_id] * (length - len(ids))], np.int32)
 
-    def embed(self, text: str, clip_skip: int = 1) -> np.ndarray:
-        with tf.device(self._tf_device):
-            return self._text_fn(clip_skip)(tf.constant(self.token_ids(text))).numpy().astype(np.float32)
+    def prompt_encoder(self, clip_skip: int = 1) -> prompts.TextEncoder:
+        def encode(ids: np.ndarray) -> np.ndarray:
+            with tf.device(self._tf_device):
+                return self._text_fn(clip_skip)(tf.constant(ids.astype(np.int32))).numpy().astype(np.float32)
+
+        return prompts.TextEncoder(tokenize=lambda text: self.tokenizer.encode(text)[1:-1], encode=encode,
+                                   bos=self.tokenizer.start_of_text, eos=self.tokenizer.end_of_text, pad=self.pad_id)
 
     def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray) -> torch.Tensor:
         """The UNet on NCHW torch latents at time step t: NCHW torch noise, float32."""

@@ -12,6 +12,7 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
+from .. import prompts
 from ..models import ModelError
 from ..schema import MODES
 from . import LoadSpec, samplers, torch_tiles, weights
@@ -195,9 +196,18 @@ class TorchBackend(LatentStages):
         if self.sdxl:
             raise BackendError(f"model {self.model_name!r} is an SDXL model, which cannot be run by parts yet")
 
-    def embed(self, text: str, clip_skip: int = 1) -> np.ndarray:
+    def prompt_encoder(self, clip_skip: int = 1) -> prompts.TextEncoder:
         self._refuse_sdxl()
-        return self._embed(self._pipes["txt2img"], text, clip_skip).float().cpu().numpy()
+        pipe = self._pipes["txt2img"]
+        tokenizer = pipe.tokenizer
+
+        def encode(ids: np.ndarray) -> np.ndarray:
+            ids = torch.from_numpy(ids).to(pipe.text_encoder.device)
+            return self._encode_ids(pipe.text_encoder, ids, clip_skip).float().cpu().numpy()
+
+        return prompts.TextEncoder(
+            tokenize=lambda text: tokenizer(text, add_special_tokens=False, verbose=False).input_ids,
+            encode=encode, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
 
     def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray) -> torch.Tensor:
         pipe, dtype = self._pipes["txt2img"], DTYPES[self.precision]
@@ -287,9 +297,12 @@ class TorchBackend(LatentStages):
 
     @staticmethod
     def _embed(pipe, text: str, clip_skip: int):
-        encoder = pipe.text_encoder
         ids = pipe.tokenizer(text, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(encoder.device)
+                             truncation=True, return_tensors="pt").input_ids.to(pipe.text_encoder.device)
+        return TorchBackend._encode_ids(pipe.text_encoder, ids, clip_skip)
+
+    @staticmethod
+    def _encode_ids(encoder, ids: torch.Tensor, clip_skip: int):
         with torch.inference_mode():
             hidden = encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
             norm = getattr(encoder, "final_layer_norm", None) or encoder.text_model.final_layer_norm
