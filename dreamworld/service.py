@@ -42,7 +42,7 @@ class Task:
         shown = None
         while not self.done.wait(interval):
             progress = self.progress
-            seen = (progress.image, progress.frame, progress.step, progress.latest)
+            seen = (self.started is not None, progress.image, progress.frame, progress.step, progress.latest)
             if seen != shown:
                 shown = seen
                 yield progress

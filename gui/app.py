@@ -8,7 +8,7 @@ from dreamworld.errors import USER_ERRORS
 from dreamworld.service import Service
 from dreamworld.world import DreamWorld
 
-from . import cinema, controls, create, library, queue_tab, settings_tab
+from . import cinema, controls, create, library, opening, png_info, queue_tab, settings_tab
 from .context import Context
 
 
@@ -31,6 +31,7 @@ def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Bl
     """The page; `note`, if any, is shown under the Generate button until the first generation."""
     ctx = Context(world, service)
     with gr.Blocks(title="DreamWorld") as page:
+        title = gr.Markdown("", elem_id="header")  # filled when the page has its current values (opening)
         with gr.Tabs() as tabs:
             with gr.Tab("Create", id="create"):
                 made = create.build(ctx, note)
@@ -40,11 +41,29 @@ def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Bl
                 queue_tab.build(ctx)
             with gr.Tab("Creations", id="creations") as creations_tab:
                 library.build(ctx, page, tabs, creations_tab, made)
+            with gr.Tab("PNG Info", id="png-info"):
+                png_info.build(ctx, tabs, made)
             with gr.Tab("Settings", id="settings"):
-                defaults = settings_tab.build(ctx)
-        for group in (made.fields, movie, defaults):
+                saved = settings_tab.build(ctx)
+        for group in (made.fields, movie, saved.chosen):
             follow_backend(ctx, group)
+        opening.wire(ctx, page, title, made, movie, saved)
     return page
+
+
+# Ctrl+Enter generates and Esc interrupts, in the tab on show (Create or Cinema), as in A1111.
+KEYS = """() => {
+  document.addEventListener("keydown", (event) => {
+    const visible = (id) => { const b = document.getElementById(id); return b && b.offsetParent ? b : null; };
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      const button = visible("generate") || visible("cinema-generate");
+      if (button) { event.preventDefault(); button.click(); }
+    } else if (event.key === "Escape") {
+      const button = visible("interrupt") || visible("cinema-interrupt");
+      if (button) button.click();
+    }
+  });
+}"""
 
 
 def launch(world: DreamWorld, host: str = "127.0.0.1", port: int = 7860, auth=None,
@@ -57,7 +76,7 @@ def launch(world: DreamWorld, host: str = "127.0.0.1", port: int = 7860, auth=No
     world.creations_dir.mkdir(parents=True, exist_ok=True)
     # The only folder served: the creations folder this process started with (checked by settings.check_folder).
     app, _, _ = page.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=True,
-                            allowed_paths=[str(world.creations_dir)], show_error=True, quiet=False,
+                            allowed_paths=[str(world.creations_dir)], show_error=True, quiet=False, js=KEYS,
                             app_kwargs=api_server.APP_KWARGS if api else None)
     if api:
         api_server.mount(app, service, api_auth)

@@ -7,7 +7,7 @@ from dreamworld import schema
 from dreamworld.errors import USER_ERRORS
 
 from . import controls
-from .context import Context, follow_mode, owner_of, viewer_of, visible_in
+from .context import Context, follow_mode, owner_of, refusal, viewer_of, visible_in
 
 FIELDS = schema.CINEMA_FIELDS
 FILES = ("image", "video")
@@ -72,7 +72,7 @@ def build(ctx: Context) -> dict[str, gr.Component]:
         try:
             return str(ctx.world.preview_motion(**values(list(movie), *shown)))
         except USER_ERRORS as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
 
     preview_button.click(show_preview, inputs, preview, concurrency_id="preview", concurrency_limit=2)
     follow_mode(movie["motion"], movie, FIELDS, "motions",
@@ -107,18 +107,20 @@ def _wire(ctx: Context, names_, inputs, buttons, run_folder, outputs) -> None:
     def follow(task):
         try:
             for p in task.watch():
-                yield (f"Working: {p.describe() if p.frames else 'loading the model'}", p.latest,
+                doing = p.describe() if p.frames else "loading the model" if task.started else \
+                    "waiting for the job running now to finish"
+                yield (f"Working: {doing}", p.latest,
                        gr.update(), gr.update(), gr.update())
             result = task.wait()
         except USER_ERRORS as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
         yield finish(result)
 
     def submit(request: gr.Request, shown):
         try:
             return ctx.service.cinema(user=owner_of(request), **values(names_, *shown))
         except USER_ERRORS as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
 
     def start(request: gr.Request, *shown):
         yield from follow(submit(request, shown))
@@ -128,7 +130,7 @@ def _wire(ctx: Context, names_, inputs, buttons, run_folder, outputs) -> None:
 
     def again(request: gr.Request, folder):
         if not (folder or "").strip():
-            raise gr.Error("Nothing to resume: make (and interrupt) a run first, or paste a run folder.")
+            raise refusal("Nothing to resume: make (and interrupt) a run first, or paste a run folder.")
         yield from follow(ctx.service.resume_cinema(folder.strip(), user=owner_of(request)))
 
     def stop(request: gr.Request):

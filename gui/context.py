@@ -1,7 +1,9 @@
 """What every tab is built from: the controller, its queue, and the controls derived from the schema."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
 import gradio as gr
 
 from dreamworld.service import ADMIN, LOCAL_USER, Service
@@ -33,6 +35,15 @@ class Context:
         return {n: controls.control(n, getattr(defaults, n), self.caps, self.world.settings.limits,
                                     choices=self.choices(fields[n]), fields=fields, elem_id=f"{prefix}-{n}")
                 for n in names}
+
+
+log = logging.getLogger("dreamworld.gui")
+
+
+def refusal(error: BaseException | str) -> gr.Error:
+    """The toast for a user's mistake: one sentence, logged as one line (no traceback: nothing is broken)."""
+    log.info("refused: %s", error)
+    return gr.Error(str(error), print_exception=False)
 
 
 def owner_of(request: gr.Request | None) -> str:

@@ -66,12 +66,12 @@ def control(name: str, value, caps: Capabilities, limits: dict, choices=None, fi
         return gr.Textbox(value=value, lines=3 if s.group == "prompt" else 1, **common)
     if name in ("width", "height"):
         common["info"] = f"pixels, a multiple of {caps.size_multiple}; 0 = the model's native size"
-        return gr.Number(value=value, precision=0, minimum=0, maximum=limit(name, limits, fields=fields),
-                         step=caps.size_multiple, **common)
+        return gr.Number(value=value, precision=0, step=caps.size_multiple, **common)
+    # Numbers carry no minimum or maximum of Gradio's: the schema's check names the field and its range.
     if s.max is not None and s.max - s.min > 10000:  # a seed: too wide for a slider
-        return gr.Number(value=value, precision=0, minimum=s.min, maximum=s.max, **common)
+        return gr.Number(value=value, precision=0, **common)
     if s.optional:  # 0 stands for "the default"
-        return gr.Number(value=value, precision=0 if s.type is int else None, minimum=0, maximum=s.max,
+        return gr.Number(value=value, precision=0 if s.type is int else None,
                          **{**common, "info": f"{s.help}; 0 = the default"})
     return gr.Slider(minimum=s.min, maximum=limit(name, limits, caps, fields), value=value,
                      step=s.step or (1 if s.type is int else 0.01), **common)

@@ -10,7 +10,7 @@ from dreamworld import creations, schema
 from dreamworld.errors import USER_ERRORS
 
 from . import controls
-from .context import Context, follow_mode, owner_of, viewer_of, visible_in
+from .context import Context, follow_mode, owner_of, refusal, viewer_of, visible_in
 
 FIELDS = schema.FIELDS
 SHOWN = [n for n, s in FIELDS.items() if s.kind != "image"]  # the image fields have their own editors
@@ -21,10 +21,21 @@ class CreateTab:
     fields: dict[str, gr.Component]
     init_image: gr.Image
     inpaint: gr.ImageMask
+    status: gr.Markdown | None = None
 
     @property
     def inputs(self) -> list[gr.Component]:
         return [self.init_image, self.inpaint] + list(self.fields.values())
+
+    def showing(self, stored: dict) -> list:
+        """Updates of `inputs` showing a request's fields (as request_from_file gives them), init image and
+        mask included."""
+        init, mask, mode = stored.get("init_image"), stored.get("mask"), stored.get("mode")
+        editor = editor_from_mask(init, mask) if mode == "inpaint" and init and mask else None
+        return [gr.update(value=init) if mode == "img2img" and init else gr.update(),
+                gr.update(value=editor) if editor else gr.update()] + \
+            [gr.update(value=controls.shown_value(FIELDS[n], stored[n])) if n in stored else gr.update()
+             for n in self.fields]
 
 
 def mask_from_editor(editor: dict | None) -> tuple[Image.Image | None, Image.Image | None]:
@@ -56,7 +67,7 @@ def request_values(names, init_path, editor, values) -> dict:
     elif fields["mode"] == "inpaint":
         fields["init_image"], fields["mask"] = mask_from_editor(editor)
         if fields["mask"] is not None and not fields["mask"].getbbox():
-            raise gr.Error("Paint over the part of the image to repaint first.")
+            raise refusal("Paint over the part of the image to repaint first.")
     return fields
 
 
@@ -78,18 +89,26 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
                                   visible=defaults.mode == "img2img")
             inpaint = gr.ImageMask(label="Image and mask (paint what to repaint)", type="pil", image_mode="RGBA",
                                    format="png", elem_id="inpaint-editor",
-                                   brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
+                                   brush=gr.Brush(colors=[("#ffffff", 0.6)], color_mode="fixed", default_size=16),
                                    visible=defaults.mode == "inpaint")
             fields |= ctx.controls([n for n in SHOWN if FIELDS[n].group == "main"], FIELDS, defaults)
             with gr.Accordion("Advanced", open=False):
                 fields |= ctx.controls([n for n in SHOWN if FIELDS[n].group == "advanced"], FIELDS, defaults)
         with gr.Column():
             gallery = gr.Gallery(label="Results", format="png", columns=2, elem_id="results", height="auto")
-            info = gr.Textbox(label="Parameters", lines=4, interactive=False, elem_id="info")
+            with gr.Row():
+                reuse = gr.Button("♻ Reuse seed", elem_id="reuse-seed", size="sm", min_width=60)
+                shuffle = gr.Button("🎲 Random seed", elem_id="random-seed", size="sm", min_width=60)
+                to_img2img = gr.Button("Send to img2img", elem_id="send-img2img", size="sm", min_width=60)
+                to_inpaint = gr.Button("Send to inpaint", elem_id="send-inpaint", size="sm", min_width=60)
+            info = gr.Textbox(label="Parameters", lines=4, interactive=False, elem_id="info", buttons=["copy"])
     for name, control in fields.items():
         control.visible = control.visible and visible_in(FIELDS[name], "modes", defaults.mode)
-    tab = CreateTab(fields, init_image, inpaint)
-    _wire(ctx, tab, (generate, enqueue, interrupt), [gallery, info, status])
+    tab = CreateTab(fields, init_image, inpaint, status)
+    made = gr.State([])  # (path, seed, parameters) of each result shown, in the gallery's order
+    shown = gr.State(0)  # the index of the result the user looks at
+    _wire(ctx, tab, (generate, enqueue, interrupt), [gallery, info, status, made, shown])
+    _wire_results(tab, gallery, info, made, shown, (reuse, shuffle, to_img2img, to_inpaint))
     follow_mode(fields["mode"], fields, FIELDS, "modes", {init_image: ("img2img",), inpaint: ("inpaint",)})
     return tab
 
@@ -103,26 +122,63 @@ def _wire(ctx: Context, tab: CreateTab, buttons: tuple[gr.Button, ...], outputs)
             task = ctx.service.create(user=owner_of(request), **request_values(names, init_path, editor, values))
             # Each report makes Gradio's image editor (an input here) upload its layers again: changes only.
             for p in task.watch():
-                progress(p.fraction, desc=p.describe() if p.images else "loading the model")
+                progress(p.fraction, desc=p.describe() if p.images else
+                         "loading the model" if task.started else "waiting for the job running now to finish")
             result = task.wait()
         except USER_ERRORS as e:
-            raise gr.Error(str(e)) from None
-        pictures = [(str(path), f"seed {seed}") for path, seed in zip(result.paths, result.seeds)]
+            # Said in a toast and the status; the results of the last run stay where they are.
+            gr.Warning(str(e), title="Error")
+            refusal(e)
+            return gr.skip(), gr.skip(), f"**Error:** {e}", gr.skip(), gr.skip()
+        results = [(str(path), seed, text) for path, seed, text in zip(result.paths, result.seeds, result.parameters)]
         note = f"Saved {len(result.paths)} image(s) in {result.request.width}x{result.request.height}."
         if result.interrupted:
             note = f"Interrupted: saved {len(result.paths)} of {len(result.request.image_seeds())} image(s)."
-        return pictures, (result.parameters[0] if result.parameters else ""), note
+        pictures = [(path, f"seed {seed}") for path, seed, _ in results]
+        return pictures, (results[0][2] if results else ""), note, results, 0
 
     def add(request: gr.Request, init_path, editor, *values):
         try:
             task = ctx.service.create(user=owner_of(request), **request_values(names, init_path, editor, values))
         except USER_ERRORS as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
         return f"Queued as job {task.id}: see the Queue tab."
 
     def stop(request: gr.Request):
         ctx.service.interrupt(user=viewer_of(request))
 
-    generate.click(run, tab.inputs, outputs)
-    enqueue.click(add, tab.inputs, outputs[-1], concurrency_limit=None)  # never waits behind a generation
+    generate.click(run, tab.inputs, outputs, show_progress_on=outputs[0])
+    enqueue.click(add, tab.inputs, outputs[2], concurrency_limit=None)  # never waits behind a generation
     interrupt.click(stop, None, None, queue=False)
+
+
+def _wire_results(tab: CreateTab, gallery, info, made, shown, buttons) -> None:
+    """The result the user looks at: its parameters, its seed, and sending it to another mode."""
+    reuse, shuffle, to_img2img, to_inpaint = buttons
+    fields = tab.fields
+
+    def look(results, evt: gr.SelectData):
+        index = evt.index if isinstance(evt.index, int) else 0
+        return (results[index][2], index) if index < len(results) else (gr.skip(), gr.skip())
+
+    def looked_at(results, index):
+        if not results:
+            raise refusal("Generate an image first: its seed and picture are what these buttons use.")
+        return results[min(index, len(results) - 1)]
+
+    def reuse_seed(results, index):
+        return looked_at(results, index)[1], ""  # that seed alone: a seed list would override it
+
+    def send(mode):
+        def sent(results, index):
+            path = looked_at(results, index)[0]
+            if mode == "img2img":
+                return mode, path, gr.skip()
+            return mode, gr.skip(), {"background": path, "layers": [], "composite": path}
+        return sent
+
+    gallery.select(look, made, [info, shown])
+    reuse.click(reuse_seed, [made, shown], [fields["seed"], fields["seeds"]])
+    shuffle.click(lambda: -1, None, fields["seed"])
+    for button, mode in ((to_img2img, "img2img"), (to_inpaint, "inpaint")):
+        button.click(send(mode), [made, shown], [fields["mode"], tab.init_image, tab.inpaint])

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from dreamworld import creations, schema
+from dreamworld import creations
 from dreamworld.errors import USER_ERRORS
 
-from . import controls
-from .context import Context
-from .create import CreateTab, editor_from_mask
+from .context import Context, refusal
+from .create import CreateTab
 
 
 def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: CreateTab) -> None:
@@ -31,34 +30,29 @@ def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: Cre
 
     def choose(paths, evt: gr.SelectData):
         if not paths or evt.index >= len(paths):
-            raise gr.Error("That creation is no longer listed; click Refresh.")
+            raise refusal("That creation is no longer listed; click Refresh.")
         try:
             data = creations.read_creation(paths[evt.index])
         except creations.CreationError as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
         return paths[evt.index], data["parameters"] or ""
 
     def load_settings(path):
         if not path:
-            raise gr.Error("Choose a creation first.")
+            raise refusal("Choose a creation first.")
         try:
             stored = creations.request_from_file(path, ctx.world.creations_dir)
-            init, mask, mode = stored.get("init_image"), stored.get("mask"), stored.get("mode")
-            editor = editor_from_mask(init, mask) if mode == "inpaint" and init and mask else None
+            return [gr.Tabs(selected="create")] + create.showing(stored)
         except creations.CreationError as e:
-            raise gr.Error(str(e)) from None
-        updates = [gr.update(value=controls.shown_value(schema.FIELDS[n], stored[n])) if n in stored else gr.update()
-                   for n in create.fields]
-        return [gr.Tabs(selected="create"), gr.update(value=init) if mode == "img2img" and init else gr.update(),
-                gr.update(value=editor) if editor else gr.update()] + updates
+            raise refusal(e) from None
 
     def upscale_chosen(path, name, by):
         if not path:
-            raise gr.Error("Choose a creation first.")
+            raise refusal("Choose a creation first.")
         try:
             made = ctx.world.upscale(path, by, name)
         except USER_ERRORS as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(e) from None
         gallery, paths = list_creations()
         return gallery, paths, str(made), creations.read_creation(made)["parameters"] or ""
 

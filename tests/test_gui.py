@@ -137,7 +137,7 @@ def page(browser, server, request):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(20_000)
     page.goto(server.url)
-    page.locator("#generate").wait_for()
+    opened(page)
     yield page
     shots = os.environ.get("DREAMWORLD_SCREENSHOTS")
     if shots:
@@ -148,6 +148,12 @@ def page(browser, server, request):
 
 
 # ----- helpers ----------------------------------------------------------------------
+def opened(page) -> None:
+    """Wait until the page shows its current values (the header is filled in with them)."""
+    page.locator("#generate").wait_for()
+    expect(page.locator("#header")).to_contain_text("DreamWorld", timeout=30_000)
+
+
 def fill(page, **values) -> None:
     """Type values into Create-tab fields, as a user would (sliders through their number box)."""
     for name, value in values.items():
@@ -480,12 +486,12 @@ def test_switching_the_engine_reshapes_the_controls_and_generates_on_tensorflow(
     page.click("#generate")
     toast = page.locator(".toast-body").first
     expect(toast).to_contain_text("width must be a multiple of 64 on backend 'tensorflow'")
-    assert server.files() == before
+    assert new_images(server, before) == []
     toast.locator(".toast-close").click()
 
+    expect(toast).to_have_count(0)
     fill(page, width=64)
-    generate(page, timeout=GENERATION_TIMEOUT * 2)  # the first use loads TensorFlow and converts the model
-    [image] = new_images(server, before)
+    image = generate_one(page, server, timeout=GENERATION_TIMEOUT * 2)  # the first use loads TensorFlow
     request = read_creation(image)["request"]
     assert request["backend"] == "tensorflow" and request["jit"] is False
 
@@ -645,7 +651,7 @@ def test_with_auth_each_user_sees_only_their_own_jobs(browser, tmp_path):
             page.get_by_label("username").fill(user)
             page.get_by_label("password").fill(f"{user[0]}-pass")
             page.get_by_role("button", name="Login").click()
-            page.locator("#generate").wait_for()
+            opened(page)
         fill(pages["ann"], prompt="ann's picture", **FAST)
         job = queue_one(pages["ann"])
         for user, page in pages.items():
@@ -656,3 +662,119 @@ def test_with_auth_each_user_sees_only_their_own_jobs(browser, tmp_path):
         pages["bob"].click("#queue-cancel")
         expect(pages["bob"].locator("#queue-said")).to_contain_text(f"there is no job {job} of yours")
         expect(job_row(pages["ann"], job, "done")).to_be_visible(timeout=GENERATION_TIMEOUT)
+
+
+# ----- state that sticks, and the conveniences of A1111 (issue 20) ------------------------------------
+def results(page):
+    return page.locator("#results button.thumbnail-item")
+
+
+def test_each_result_of_a_batch_shows_its_own_parameters_and_its_seed_is_reused(page, server):
+    fill(page, prompt="a batch to browse", **FAST)
+    seeds = page.locator("#field-seeds textarea, #field-seeds input").first
+    seeds.fill("3, 7")
+    seeds.press("Tab")
+    before = server.files()
+    generate(page)
+    by_seed = {read_creation(p)["request"]["seed"]: p for p in new_images(server, before)}
+    info = page.locator("#info textarea")
+    expect(info).to_have_value(re.compile("Seed: 3,"))
+    results(page).nth(1).click()
+    expect(info).to_have_value(re.compile("Seed: 7,"))  # the image looked at, not the batch's first
+
+    page.click("#reuse-seed")
+    expect(page.locator("#field-seed input")).to_have_value("7")
+    expect(seeds).to_have_value("")
+    again = generate_one(page, server)
+    assert (pixels(again) == pixels(by_seed[7])).all(), "the reused seed made another picture"
+
+    page.click("#random-seed")
+    expect(page.locator("#field-seed input")).to_have_value("-1")
+    page.click("#send-img2img")
+    expect(page.locator("#field-mode input[value=img2img]")).to_be_checked()
+    expect(page.locator("#init-image img")).to_be_visible()
+
+
+def test_ctrl_enter_generates_and_an_input_error_keeps_the_last_results(page, server):
+    fill(page, prompt="made from the keyboard", seed=21, **FAST)
+    before = server.files()
+    page.locator("#field-prompt textarea").press("Control+Enter")
+    expect(page.locator("#status")).to_contain_text("Saved 1 image", timeout=GENERATION_TIMEOUT)
+    assert len(new_images(server, before)) == 1
+    expect(results(page)).to_have_count(1)
+
+    fill(page, width=4000)
+    page.click("#generate")
+    toast = page.locator(".toast-body").first
+    expect(toast).to_contain_text("width")  # the schema's sentence naming the field, not Gradio's
+    assert "greater than maximum" not in toast.inner_text()
+    expect(page.locator("#status")).to_contain_text("Error: width")
+    expect(results(page)).to_have_count(1)  # the last results stay
+    assert "Traceback" not in server.log.read_text(errors="replace")
+    fill(page, width=64)
+
+
+def test_a_reload_mid_generation_shows_the_running_job_which_interrupt_stops(page, server):
+    fill(page, prompt="a picture across a reload", seed=5, width=512, height=512, steps=150)
+    page.click("#generate")
+    expect(page.locator("#results")).to_contain_text(re.compile(r"step \d+ of 150"), timeout=GENERATION_TIMEOUT)
+    page.reload()
+    opened(page)
+    status = page.locator("#status")
+    expect(status).to_contain_text(re.compile(r"Job \d+ is running \(image 1 of 1, step \d+ of 150\)"))
+    page.keyboard.press("Escape")  # as the Interrupt button
+    expect(status).to_contain_text("has ended", timeout=30_000)
+
+
+def test_png_info_reads_an_a1111_image_and_sends_its_parameters_to_create(page, tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+    text = ("a castle on a hill\nNegative prompt: blurry\nSteps: 7, Sampler: DPM++ 2M Karras, CFG scale: 6, "
+            "Seed: 4242, Size: 64x64, Model: dreamworld-tiny")
+    meta = PngInfo()
+    meta.add_text("parameters", text)
+    made = tmp_path / "from-a1111.png"
+    pattern(64).save(made, pnginfo=meta)
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#png-info-image input[type=file]").set_input_files(str(made))
+    expect(page.locator("#png-info-text textarea")).to_have_value(text)
+    page.click("#png-info-send")
+    expect(page.locator("#field-prompt textarea")).to_have_value("a castle on a hill")
+    expect(page.locator("#field-seed input")).to_have_value("4242")
+    expect(page.locator("#field-steps input[type=number]")).to_have_value("7")
+    expect(page.locator("#field-scheduler input")).to_have_value("DPM++ 2M Karras")
+
+
+def test_saved_settings_show_in_create_and_after_a_reload(browser, tmp_path):
+    with running(Server(tmp_path)) as server:  # its own server: the saved settings would change the others'
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(20_000)
+        page.goto(server.url)
+        opened(page)
+        expect(page.locator("#header")).to_contain_text("dreamworld-tiny on torch")
+        page.get_by_role("tab", name="Settings").click()
+        page.locator("#setting-scheduler input").click()
+        page.get_by_role("option", name="DPM++ 2M Karras", exact=True).click()
+        for selector, value in (("#setting-steps", "12"), ("#max-steps", "100")):
+            box = page.locator(f"{selector} input[type=number]")
+            box.fill(value)
+            box.press("Tab")
+        page.locator("#save-settings").click()
+        expect(page.locator("#settings-saved")).to_contain_text("Saved to", timeout=10_000)
+        steps = page.locator("#field-steps input[type=number]")
+        expect(steps).to_have_value("12")  # Create follows the save
+        expect(steps).to_have_attribute("max", "100")
+
+        page.reload()
+        opened(page)
+        expect(page.locator("#field-scheduler input")).to_have_value("DPM++ 2M Karras")
+        expect(steps).to_have_value("12")
+        expect(steps).to_have_attribute("max", "100")
+        page.get_by_role("tab", name="Settings").click()
+        expect(page.locator("#setting-scheduler input")).to_have_value("DPM++ 2M Karras")
+        expect(page.locator("#max-steps input[type=number]")).to_have_value("100")
+        page.locator("#save-settings").click()  # saving again keeps what was saved
+        expect(page.locator("#settings-saved")).to_contain_text("Saved to", timeout=10_000)
+        saved = json.loads(server.settings.read_text())
+        assert saved["defaults"]["scheduler"] == "DPM++ 2M Karras" and saved["defaults"]["steps"] == 12
+        assert saved["limits"]["steps"]["max"] == 100
+        page.close()
