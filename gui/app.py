@@ -40,14 +40,14 @@ def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Bl
             with gr.Tab("Queue", id="queue"):
                 queue_tab.build(ctx)
             with gr.Tab("Creations", id="creations") as creations_tab:
-                library.build(ctx, page, tabs, creations_tab, made)
+                library.build(ctx, page, tabs, creations_tab, made, movie)
             with gr.Tab("PNG Info", id="png-info"):
                 png_info.build(ctx, tabs, made)
             with gr.Tab("Settings", id="settings"):
                 saved = settings_tab.build(ctx)
-        for group in (made.fields, movie, saved.chosen):
+        for group in (made.fields, movie.fields, saved.chosen):
             follow_backend(ctx, group)
-        opening.wire(ctx, page, title, made, movie, saved)
+        opening.wire(ctx, page, title, made, movie.fields, saved)
     return page
 
 

@@ -1,6 +1,8 @@
 """The Cinema tab: animations (2d/3d motion, dream walks, video input) with a motion preview and Resume."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
 from dreamworld import schema
@@ -21,8 +23,24 @@ def names(*groups: str) -> list[str]:
     return [n for n, s in FIELDS.items() if s.group in groups and s.kind not in FILES]
 
 
-def build(ctx: Context) -> dict[str, gr.Component]:
-    """The tab; returns its field controls."""
+@dataclass
+class CinemaTab:
+    fields: dict[str, gr.Component]
+    init: gr.Image
+    clip: gr.File
+
+    def showing(self, stored: dict) -> list:
+        """Updates of the init image, the input video and the fields showing a run's settings."""
+        return [gr.update(value=stored.get("init_image")), gr.update(value=stored.get("video"))] + \
+            [gr.update(value=controls.shown_value(FIELDS[n], stored[n])) if n in stored else gr.update()
+             for n in self.fields]
+
+    @property
+    def inputs(self) -> list[gr.Component]:
+        return [self.init, self.clip] + list(self.fields.values())
+
+
+def build(ctx: Context) -> CinemaTab:
     defaults = ctx.world.cinema_request()
 
     def made(*groups):
@@ -77,7 +95,7 @@ def build(ctx: Context) -> dict[str, gr.Component]:
     preview_button.click(show_preview, inputs, preview, concurrency_id="preview", concurrency_limit=2)
     follow_mode(movie["motion"], movie, FIELDS, "motions",
                 {init: schema.MOVING, clip: ("video",), preview_button: ("2d", "3d", "video")})
-    return movie
+    return CinemaTab(movie, init, clip)
 
 
 def values(names_, init_path, video_path, *shown) -> dict:

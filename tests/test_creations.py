@@ -495,3 +495,35 @@ def test_exif_that_is_not_exif_is_never_opened_as_a_file_name(tmp_path):
     gradient().save(secret, exif=exif)
     gradient().save(tmp_path / "crafted.webp", exif=str(secret).encode())
     assert creations.read_creation(tmp_path / "crafted.webp") == {"parameters": None, "request": None}
+
+
+def test_a_deleted_creation_goes_to_the_trash_and_comes_back(tmp_path):
+    from dreamworld import trash
+    made = creations.save_creation(Image.new("RGB", (8, 8), "red"), Request(prompt="to delete"),
+                                   parameters="to delete", creations_dir=tmp_path)
+    text = made.with_suffix(".txt")
+    assert creations.list_creations(tmp_path) == [made] and text.is_file()
+    entry = trash.delete(made, tmp_path)
+    assert not made.exists() and not text.exists() and creations.list_creations(tmp_path) == []
+    assert trash.latest(tmp_path) == entry
+    assert trash.restore(entry, tmp_path) == [made, text]
+    assert creations.list_creations(tmp_path) == [made] and text.read_text() == "to delete"
+    assert trash.latest(tmp_path) is None
+
+
+def test_a_frame_of_a_cinema_run_deletes_the_whole_run(tmp_path):
+    from dreamworld import trash
+    run = creations.new_run_folder(tmp_path, "a run")
+    (run / creations.RUN_SETTINGS).write_text("{}")
+    for i in range(2):
+        Image.new("RGB", (8, 8)).save(run / creations.frame_name(i))
+    entry = trash.delete(run / creations.frame_name(1), tmp_path)
+    assert not run.exists()
+    (tmp_path / "inputs").mkdir()
+    with pytest.raises(CreationError, match="not a creation"):
+        trash.delete(tmp_path / "inputs", tmp_path)
+    run.mkdir()  # a new folder of that name: restoring must not mix the two
+    with pytest.raises(CreationError, match="something else has that name now"):
+        trash.restore(entry, tmp_path)
+    run.rmdir()
+    assert trash.restore(entry, tmp_path) == [run] and len(list(run.glob("frame_*.png"))) == 2

@@ -778,3 +778,41 @@ def test_saved_settings_show_in_create_and_after_a_reload(browser, tmp_path):
         assert saved["defaults"]["scheduler"] == "DPM++ 2M Karras" and saved["defaults"]["steps"] == 12
         assert saved["limits"]["steps"]["max"] == 100
         page.close()
+
+
+def test_creations_are_searched_deleted_restored_and_a_cinema_run_is_one_entry_loaded_into_cinema(page, server):
+    from dreamworld import schema
+    from dreamworld.cinema import runs
+    fill(page, prompt="a findable zebra", seed=31, **FAST)
+    image = generate_one(page, server)
+    run = server.creations / "2026-01-01" / "00001-zebra-walk"
+    run.mkdir(parents=True)
+    walk = schema.validate_cinema({"prompt": "a zebra walk", "frames": 7, "zoom": "1.3", "width": 64, "height": 64})
+    (run / "cinema.json").write_text(json.dumps(runs.record(walk, server.creations)))
+    for i in range(2):
+        pattern(64).save(run / f"frame_0000{i}.png")
+
+    page.get_by_role("tab", name="Creations").click()
+    search = page.locator("#creations-search textarea, #creations-search input").first
+    search.fill("zebra")
+    search.press("Enter")
+    shown = page.locator("#creations button.thumbnail-item")
+    expect(shown).to_have_count(2)  # the image, and the run once (not each frame)
+    expect(page.locator("#creations")).to_contain_text("▶ 00001-zebra-walk")
+
+    page.locator("#creations button.thumbnail-item", has=page.locator(f"img[src$='/{image.name}']")).click()
+    expect(page.locator("#creation-info textarea")).to_have_value(re.compile("^a findable zebra\n"))
+    thumbnail = page.locator("#creations button.thumbnail-item", has=page.locator(f"img[src$='/{image.name}']"))
+    page.click("#delete-creation")
+    expect(page.locator("#creation-info textarea")).to_have_value(re.compile("^Deleted"))
+    expect(thumbnail).to_have_count(0)
+    assert not image.exists() and not image.with_suffix(".txt").exists()
+    page.click("#undo-delete")
+    expect(thumbnail.first).to_be_attached()
+    assert image.exists() and image.with_suffix(".txt").exists()
+
+    page.locator("#creations button.thumbnail-item", has=page.locator("img[src$='/frame_00000.png']")).first.click()
+    expect(page.locator("#creation-info textarea")).to_have_value(re.compile("^Cinema run 00001-zebra-walk: 2 frames"))
+    page.click("#load-settings")
+    expect(page.locator("#cinema-prompt textarea")).to_have_value("a zebra walk")
+    expect(page.locator("#cinema-zoom textarea, #cinema-zoom input").first).to_have_value("1.3")
