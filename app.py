@@ -46,13 +46,14 @@ def add_request_flags(parser: argparse.ArgumentParser, exclude=(), fields=None) 
     for name, s in fields.items():
         if name in exclude:
             continue
+        flags = [_flag(name)] + [_flag(alias) for alias in s.aliases]
         if s.type is bool:
-            parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
+            parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS,
                                 action=argparse.BooleanOptionalAction, help=s.help.replace("%", "%%"))
             continue
         many = s.kind in spec.LIST_KINDS
         help_text = f"{s.help} ({schema.allowed(name, fields)}{'; repeatable' if many else ''})"
-        parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS, metavar=name.upper(),
+        parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, metavar=name.upper(),
                             action="append" if many else "store", help=help_text.replace("%", "%%"))
 
 

@@ -50,7 +50,7 @@ class Request:
     guidance_scale: float = spec(float, 7.0, min=0.0, max=30.0, label="CFG scale", infotext="CFG scale",
                                  api="cfg_scale", step=0.5, help="classifier-free guidance (CFG) scale")
     scheduler: str = spec(str, "Euler a", choices=SCHEDULERS, label="Sampler", infotext="Sampler",
-                          api="sampler_name", help="sampler / scheduler")
+                          api="sampler_name", aliases=("sampler",), help="sampler / scheduler")
     seed: int = spec(int, -1, min=-1, max=MAX_SEED, infotext="Seed", help="random seed, -1 for a random one")
     seeds: tuple = spec(int, (), kind="list", min=0, max=MAX_SEED,
                         help="explicit seeds, one image each, in place of seed and count")

@@ -48,6 +48,7 @@ class Spec:
     infotext_skip: Any = None  # a value left out of that text (None and "" always are)
     infotext_when: str | None = None  # written only when this other field is not at its infotext_skip
     api: str | None = None  # its name in A1111's HTTP API, where that differs from the field's
+    aliases: tuple[str, ...] = ()  # other names its command-line flag answers to (as A1111 calls it)
     models: str | None = None  # the kind of model in models/ whose names are its choices
     step: float | None = None  # the GUI's step
     unit: type | None = None  # kind "units": the dataclass of one unit

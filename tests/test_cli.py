@@ -27,12 +27,14 @@ def out(tmp_path_factory):
 
 def test_generate_prints_each_path_and_nothing_else(out):
     run = app("generate", "--prompt", "a small yellow star", "--seed", "11", "--count", "2", "--steps", "5",
-              "--width", "64", "--height", "96", "--format", "jpg", creations_dir=out)
+              "--width", "64", "--height", "96", "--format", "jpg", "--sampler", "DPM++ 2M", creations_dir=out)
     assert run.returncode == 0, run.stderr
     paths = [Path(line) for line in run.stdout.splitlines()]
     assert len(paths) == 2 and all(p.exists() and p.suffix == ".jpg" for p in paths)
     assert Image.open(paths[0]).size == (64, 96)
-    assert [creations.read_creation(p)["request"]["seed"] for p in paths] == [11, 12]
+    records = [creations.read_creation(p)["request"] for p in paths]
+    assert [r["seed"] for r in records] == [11, 12]
+    assert records[0]["scheduler"] == "DPM++ 2M"  # --sampler, as A1111 calls it
 
 
 def test_info_and_from_reproduce_a_creation(out):
