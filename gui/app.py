@@ -8,7 +8,7 @@ from dreamworld.errors import USER_ERRORS
 from dreamworld.service import Service
 from dreamworld.world import DreamWorld
 
-from . import cinema, controls, create, library, opening, png_info, queue_tab, settings_tab
+from . import cinema, controls, create, library, opening, png_info, queue_tab, sending, settings_tab
 from .context import Context
 
 
@@ -48,6 +48,7 @@ def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Bl
         for group in (made.fields, movie.fields, saved.chosen):
             follow_backend(ctx, group)
         opening.wire(ctx, page, title, made, movie.fields, saved)
+        sending.wire(tabs, made, movie, made.sends, list(made.looked_at), made.picture)
     return page
 
 

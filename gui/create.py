@@ -9,7 +9,7 @@ from PIL import Image
 from dreamworld import creations, schema
 from dreamworld.errors import USER_ERRORS
 
-from . import controls
+from . import controls, sending
 from .context import Context, follow_mode, owner_of, refusal, viewer_of, visible_in
 
 FIELDS = schema.FIELDS
@@ -22,6 +22,13 @@ class CreateTab:
     init_image: gr.Image
     inpaint: gr.ImageMask
     status: gr.Markdown | None = None
+    looked_at: tuple = ()  # the states naming the result the user looks at (see picture())
+    sends: dict | None = None  # "Send to ..." buttons by target (gui/sending.py)
+
+    @staticmethod
+    def picture(results, index) -> str:
+        """The path of the result the user looks at."""
+        return _looked_at(results, index)[0]
 
     @property
     def inputs(self) -> list[gr.Component]:
@@ -99,16 +106,15 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
             with gr.Row():
                 reuse = gr.Button("♻ Reuse seed", elem_id="reuse-seed", size="sm", min_width=60)
                 shuffle = gr.Button("🎲 Random seed", elem_id="random-seed", size="sm", min_width=60)
-                to_img2img = gr.Button("Send to img2img", elem_id="send-img2img", size="sm", min_width=60)
-                to_inpaint = gr.Button("Send to inpaint", elem_id="send-inpaint", size="sm", min_width=60)
+            sends = sending.buttons("send")
             info = gr.Textbox(label="Parameters", lines=4, interactive=False, elem_id="info", buttons=["copy"])
     for name, control in fields.items():
         control.visible = control.visible and visible_in(FIELDS[name], "modes", defaults.mode)
-    tab = CreateTab(fields, init_image, inpaint, status)
     made = gr.State([])  # (path, seed, parameters) of each result shown, in the gallery's order
     shown = gr.State(0)  # the index of the result the user looks at
+    tab = CreateTab(fields, init_image, inpaint, status, (made, shown), sends)
     _wire(ctx, tab, (generate, enqueue, interrupt), [gallery, info, status, made, shown])
-    _wire_results(tab, gallery, info, made, shown, (reuse, shuffle, to_img2img, to_inpaint))
+    _wire_results(tab, gallery, info, made, shown, (reuse, shuffle))
     follow_mode(fields["mode"], fields, FIELDS, "modes", {init_image: ("img2img",), inpaint: ("inpaint",)})
     return tab
 
@@ -152,33 +158,24 @@ def _wire(ctx: Context, tab: CreateTab, buttons: tuple[gr.Button, ...], outputs)
     interrupt.click(stop, None, None, queue=False)
 
 
+def _looked_at(results, index):
+    if not results:
+        raise refusal("Generate an image first: its seed and picture are what these buttons use.")
+    return results[min(index, len(results) - 1)]
+
+
 def _wire_results(tab: CreateTab, gallery, info, made, shown, buttons) -> None:
-    """The result the user looks at: its parameters, its seed, and sending it to another mode."""
-    reuse, shuffle, to_img2img, to_inpaint = buttons
+    """The result the user looks at: its parameters and its seed."""
+    reuse, shuffle = buttons
     fields = tab.fields
 
     def look(results, evt: gr.SelectData):
         index = evt.index if isinstance(evt.index, int) else 0
         return (results[index][2], index) if index < len(results) else (gr.skip(), gr.skip())
 
-    def looked_at(results, index):
-        if not results:
-            raise refusal("Generate an image first: its seed and picture are what these buttons use.")
-        return results[min(index, len(results) - 1)]
-
     def reuse_seed(results, index):
-        return looked_at(results, index)[1], ""  # that seed alone: a seed list would override it
-
-    def send(mode):
-        def sent(results, index):
-            path = looked_at(results, index)[0]
-            if mode == "img2img":
-                return mode, path, gr.skip()
-            return mode, gr.skip(), {"background": path, "layers": [], "composite": path}
-        return sent
+        return _looked_at(results, index)[1], ""  # that seed alone: a seed list would override it
 
     gallery.select(look, made, [info, shown])
     reuse.click(reuse_seed, [made, shown], [fields["seed"], fields["seeds"]])
     shuffle.click(lambda: -1, None, fields["seed"])
-    for button, mode in ((to_img2img, "img2img"), (to_inpaint, "inpaint")):
-        button.click(send(mode), [made, shown], [fields["mode"], tab.init_image, tab.inpaint])

@@ -10,6 +10,7 @@ from dreamworld import creations, library, trash
 from dreamworld.cinema import runs
 from dreamworld.errors import USER_ERRORS
 
+from . import sending
 from .context import Context, refusal
 from .cinema import CinemaTab
 from .create import CreateTab
@@ -30,6 +31,7 @@ def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: Cre
         load = gr.Button("Load these settings (a run: into Cinema)", elem_id="load-settings")
         delete = gr.Button("Delete (to the trash)", elem_id="delete-creation")
         undo = gr.Button("Undo delete", elem_id="undo-delete")
+    sends = sending.buttons("creation-send")
     with gr.Row():
         upscaler = gr.Dropdown(ctx.world.upscalers(), value="Lanczos", label="Upscaler", elem_id="upscaler")
         scale = gr.Slider(1, 8, value=2, step=0.5, label="Upscale by", elem_id="upscale-by")
@@ -99,3 +101,10 @@ def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: Cre
     delete.click(delete_chosen, [chosen, words], [browse, listed, chosen, chosen_info])
     undo.click(undo_delete, words, [browse, listed, chosen, chosen_info])
     upscale.click(upscale_chosen, [chosen, upscaler, scale], [browse, listed, chosen, chosen_info])
+
+    def picture(path):
+        if not path:
+            raise refusal("Choose a creation first.")
+        return path
+
+    sending.wire(tabs, create, cinema, sends, [chosen], picture)

@@ -693,6 +693,8 @@ def test_each_result_of_a_batch_shows_its_own_parameters_and_its_seed_is_reused(
     page.click("#send-img2img")
     expect(page.locator("#field-mode input[value=img2img]")).to_be_checked()
     expect(page.locator("#init-image img")).to_be_visible()
+    page.click("#send-cinema")
+    expect(page.locator("#cinema-init-image img")).to_be_visible()
 
 
 def test_ctrl_enter_generates_and_an_input_error_keeps_the_last_results(page, server):
@@ -816,3 +818,9 @@ def test_creations_are_searched_deleted_restored_and_a_cinema_run_is_one_entry_l
     page.click("#load-settings")
     expect(page.locator("#cinema-prompt textarea")).to_have_value("a zebra walk")
     expect(page.locator("#cinema-zoom textarea, #cinema-zoom input").first).to_have_value("1.3")
+
+    page.get_by_role("tab", name="Creations").click()
+    page.locator("#creations button.thumbnail-item", has=page.locator(f"img[src$='/{image.name}']")).first.click()
+    page.click("#creation-send-inpaint")
+    expect(page.locator("#field-mode input[value=inpaint]")).to_be_checked()
+    expect(page.locator("#inpaint-editor canvas").first).to_be_visible()
