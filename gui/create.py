@@ -94,6 +94,8 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
             fields |= ctx.controls(["mode"], FIELDS, defaults)
             init_image = gr.Image(label="Init image", type="filepath", elem_id="init-image",
                                   visible=defaults.mode == "img2img")
+            offered = gr.Button("Use the parameters this image holds", elem_id="init-parameters", visible=False,
+                                size="sm")
             inpaint = gr.ImageMask(label="Image and mask (paint what to repaint)", type="pil", image_mode="RGBA",
                                    format="png", elem_id="inpaint-editor",
                                    brush=gr.Brush(colors=[("#ffffff", 0.6)], color_mode="fixed", default_size=16),
@@ -115,6 +117,7 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
     tab = CreateTab(fields, init_image, inpaint, status, (made, shown), sends)
     _wire(ctx, tab, (generate, enqueue, interrupt), [gallery, info, status, made, shown])
     _wire_results(tab, gallery, info, made, shown, (reuse, shuffle))
+    _offer_parameters(ctx, tab, offered)
     follow_mode(fields["mode"], fields, FIELDS, "modes", {init_image: ("img2img",), inpaint: ("inpaint",)})
     return tab
 
@@ -179,3 +182,24 @@ def _wire_results(tab: CreateTab, gallery, info, made, shown, buttons) -> None:
     gallery.select(look, made, [info, shown])
     reuse.click(reuse_seed, [made, shown], [fields["seed"], fields["seeds"]])
     shuffle.click(lambda: -1, None, fields["seed"])
+
+
+def _offer_parameters(ctx: Context, tab: CreateTab, offered: gr.Button) -> None:
+    """An init image that holds generation parameters (a creation, an A1111 image) offers them."""
+    def check(path):
+        try:
+            return gr.update(visible=bool(path and creations.read_creation(path)["parameters"]))
+        except creations.CreationError:
+            return gr.update(visible=False)
+
+    def use(path):
+        try:
+            stored = creations.request_from_file(path, ctx.world.creations_dir)
+        except creations.CreationError as e:
+            raise refusal(e) from None
+        stored.pop("init_image", None), stored.pop("mask", None)
+        stored["mode"] = "img2img"  # this image stays the init image
+        return tab.showing(stored)
+
+    tab.init_image.change(check, tab.init_image, offered, show_progress="hidden")
+    offered.click(use, tab.init_image, tab.inputs)

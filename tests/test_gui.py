@@ -693,6 +693,10 @@ def test_each_result_of_a_batch_shows_its_own_parameters_and_its_seed_is_reused(
     page.click("#send-img2img")
     expect(page.locator("#field-mode input[value=img2img]")).to_be_checked()
     expect(page.locator("#init-image img")).to_be_visible()
+    fill(page, prompt="something else")
+    page.click("#init-parameters")  # the image sent holds its parameters: offered, and used
+    expect(page.locator("#field-prompt textarea")).to_have_value("a batch to browse")
+    expect(page.locator("#field-mode input[value=img2img]")).to_be_checked()
     page.click("#send-cinema")
     expect(page.locator("#cinema-init-image img")).to_be_visible()
 
