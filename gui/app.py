@@ -52,8 +52,9 @@ def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Bl
     return page
 
 
-# Ctrl+Enter generates and Esc interrupts, in the tab on show (Create or Cinema), as in A1111.
-KEYS = """() => {
+# Ctrl+Enter generates and Esc interrupts, in the tab on show (Create or Cinema), as in A1111. A number typed
+# into a slider's box beyond its range is set to the nearest end by Gradio: the slider says so.
+PAGE_JS = """() => {
   document.addEventListener("keydown", (event) => {
     const visible = (id) => { const b = document.getElementById(id); return b && b.offsetParent ? b : null; };
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
@@ -64,6 +65,25 @@ KEYS = """() => {
       if (button) button.click();
     }
   });
+  const checkRange = (event) => {
+    const box = event.target;
+    if (!(box instanceof HTMLInputElement) || box.dataset.testid !== "number-input" || box.value === "") return;
+    const slider = box.closest(".block");
+    if (!slider) return;
+    const value = Number(box.value), low = Number(box.min), high = Number(box.max);
+    const name = (box.getAttribute("aria-label") || "").replace("number input for ", "");
+    let note = slider.querySelector(".range-note");
+    const text = value > high ? `${name}: ${value} is above the maximum ${high}, so ${high} is used` :
+      value < low ? `${name}: ${value} is below the minimum ${low}, so ${low} is used` : "";
+    if (!note && text) {
+      note = document.createElement("div");
+      note.className = "range-note";
+      note.style.color = "var(--error-text-color, #b91c1c)";
+      slider.appendChild(note);
+    }
+    if (note) note.textContent = text;
+  };
+  document.addEventListener("input", checkRange, true);  // capturing: before Gradio sets the value in range
 }"""
 
 
@@ -77,7 +97,7 @@ def launch(world: DreamWorld, host: str = "127.0.0.1", port: int = 7860, auth=No
     world.creations_dir.mkdir(parents=True, exist_ok=True)
     # The only folder served: the creations folder this process started with (checked by settings.check_folder).
     app, _, _ = page.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=True,
-                            allowed_paths=[str(world.creations_dir)], show_error=True, quiet=False, js=KEYS,
+                            allowed_paths=[str(world.creations_dir)], show_error=True, quiet=False, js=PAGE_JS,
                             app_kwargs=api_server.APP_KWARGS if api else None)
     if api:
         api_server.mount(app, service, api_auth)

@@ -717,7 +717,12 @@ def test_ctrl_enter_generates_and_an_input_error_keeps_the_last_results(page, se
     expect(page.locator("#status")).to_contain_text("Error: width")
     expect(results(page)).to_have_count(1)  # the last results stay
     assert "Traceback" not in server.log.read_text(errors="replace")
-    fill(page, width=64)
+    fill(page, width=64, steps=100000)  # a slider's box: set to its maximum, and said beside it
+    expect(page.locator("#field-steps .range-note")).to_have_text(
+        "Steps: 100000 is above the maximum 150, so 150 is used")
+    expect(page.locator("#field-steps input[type=number]")).to_have_value("150")
+    fill(page, steps=4)
+    expect(page.locator("#field-steps .range-note")).to_have_text("")
 
 
 def test_a_reload_mid_generation_shows_the_running_job_which_interrupt_stops(page, server):
