@@ -40,7 +40,7 @@ def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Bl
             with gr.Tab("Queue", id="queue"):
                 queue_tab.build(ctx)
             with gr.Tab("Creations", id="creations") as creations_tab:
-                library.build(ctx, page, tabs, creations_tab, made, movie)
+                chosen = library.build(ctx, page, tabs, creations_tab, made, movie)
             with gr.Tab("PNG Info", id="png-info"):
                 png_info.build(ctx, tabs, made)
             with gr.Tab("Settings", id="settings"):
@@ -48,7 +48,7 @@ def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Bl
         for group in (made.fields, movie.fields, saved.chosen):
             follow_backend(ctx, group)
         opening.wire(ctx, page, title, made, movie.fields, saved)
-        sending.wire(tabs, made, movie, made.sends, list(made.looked_at), made.picture)
+        sending.wire(tabs, made, movie, chosen, made.sends, list(made.looked_at), made.picture)
     return page
 
 

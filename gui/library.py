@@ -16,7 +16,8 @@ from .cinema import CinemaTab
 from .create import CreateTab
 
 
-def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: CreateTab, cinema: CinemaTab) -> None:
+def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: CreateTab, cinema: CinemaTab) -> tuple:
+    """The tab; returns (the chosen creation's path state, its parameters box), where Send to upscale puts one."""
     with gr.Row():
         words = gr.Textbox(label="Search", placeholder="words of the prompt, the model, a date (2026-12-04)...",
                            elem_id="creations-search", scale=4)
@@ -107,4 +108,5 @@ def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: Cre
             raise refusal("Choose a creation first.")
         return path
 
-    sending.wire(tabs, create, cinema, sends, [chosen], picture)
+    sending.wire(tabs, create, cinema, (chosen, chosen_info), sends, [chosen], picture)
+    return chosen, chosen_info

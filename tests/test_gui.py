@@ -699,6 +699,9 @@ def test_each_result_of_a_batch_shows_its_own_parameters_and_its_seed_is_reused(
     expect(page.locator("#field-mode input[value=img2img]")).to_be_checked()
     page.click("#send-cinema")
     expect(page.locator("#cinema-init-image img")).to_be_visible()
+    page.get_by_role("tab", name="Create").click()
+    page.click("#send-upscale")  # to the Creations tab, chosen there for Upscale
+    expect(page.locator("#creation-info textarea")).to_have_value(re.compile("Seed: 7,"))
 
 
 def test_ctrl_enter_generates_and_an_input_error_keeps_the_last_results(page, server):
