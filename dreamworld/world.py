@@ -12,7 +12,7 @@ from typing import Callable
 
 from PIL import Image
 
-from . import __version__, backends, creations, files, hires, infotext, models, schema
+from . import __version__, backends, creations, files, hires, infotext, models, previews, schema
 from . import settings as settings_module
 from .cinema import planning, preview, render, runs, video
 from .backends.base import Backend, BackendError, Interrupted, Job
@@ -20,6 +20,7 @@ from .errors import RequestError
 from .schema import Request
 
 log = logging.getLogger("dreamworld")
+PREVIEW_INTERVAL = 0.5  # seconds between two live previews (the GUI looks twice a second)
 
 
 
@@ -32,6 +33,8 @@ class Progress:
     frame: int = 0  # cinema: 1-based index of the frame being made
     frames: int = 0
     latest: str | None = None  # the last image (cinema: frame) saved
+    preview: Image.Image | None = None  # the image being made, as its latents look now (previews.py)
+    eta: float | None = None  # seconds left for the image being made, from its pace so far
 
     @property
     def fraction(self) -> float:
@@ -42,9 +45,10 @@ class Progress:
         return min(1.0, (index - 1 + within) / count)
 
     def describe(self) -> str:
+        left = f", about {self.eta:.0f} s left" if self.eta is not None else ""
         if self.frames:
             return f"frame {self.frame} of {self.frames}, step {self.step} of {self.steps}"
-        return f"image {self.image} of {self.images}, step {self.step} of {self.steps}"
+        return f"image {self.image} of {self.images}, step {self.step} of {self.steps}{left}"
 
 
 @dataclass
@@ -72,6 +76,7 @@ class DreamWorld:
         self._stop = threading.Event()
         self.progress = Progress()
         self.depth_model = None  # a transforms.DepthModel makes 3d motion depth-aware
+        self._preview_map = None  # (backend, its latents-to-colours map) once a preview was asked for
 
     # ----- requests -----------------------------------------------------------------
     def request(self, **fields) -> Request:
@@ -184,17 +189,28 @@ class DreamWorld:
             result = Result(request=request)
             self.progress = progress = Progress(images=len(request.image_seeds()), steps=request.steps)
 
+            began = time.monotonic()
+
             def on_step(step, steps):
+                nonlocal began
+                now = time.monotonic()
+                if step <= 1:
+                    began, progress.eta = now, None
+                else:
+                    progress.eta = (now - began) / (step - 1) * (steps - step)
                 progress.step, progress.steps = step, steps
                 if on_progress:
                     on_progress(progress)
+
+            on_latents = self._previewer(backend, request, progress) if on_progress else None
 
             for i, seed in enumerate(request.image_seeds()):
                 if self._stop.is_set():  # interrupted while the previous image was saved
                     result.interrupted = True
                     break
-                progress.image, progress.step = i + 1, 0
-                job = Job(stored.replace(seed=seed), seed, init_image, mask, on_step, self._stop.is_set)
+                progress.image, progress.step, progress.preview = i + 1, 0, None
+                job = Job(stored.replace(seed=seed), seed, init_image, mask, on_step, self._stop.is_set,
+                          on_latents=on_latents)
                 try:
                     image = hires.generate(job, self.model_dirs, self.compile) if hires.wanted(request) \
                         else backend.generate(job)
@@ -215,6 +231,27 @@ class DreamWorld:
                 if on_progress:
                     on_progress(progress)
             return result
+
+    def _previewer(self, backend: Backend, request: Request, progress: Progress):
+        """A Job.on_latents that shows the latents in progress.preview, at most every PREVIEW_INTERVAL
+        seconds; None where the backend cannot encode an image (its map to colours is fitted from that)."""
+        if self._preview_map is None or self._preview_map[0] is not backend:
+            try:
+                self._preview_map = (backend, previews.fit(backend))
+            except (BackendError, AttributeError, NotImplementedError):
+                self._preview_map = (backend, None)
+        mapping = self._preview_map[1]
+        if mapping is None:
+            return None
+        shown = 0.0
+
+        def on_latents(step, latents):
+            nonlocal shown
+            if time.monotonic() - shown >= PREVIEW_INTERVAL:
+                shown = time.monotonic()
+                progress.preview = previews.picture(latents, mapping, (request.width, request.height))
+
+        return on_latents
 
     def upscale(self, path, scale: float = 2, upscaler: str = "Lanczos", device: str | None = None) -> Path:
         """A new creation: the image file `path` upscaled `scale` times (dreamworld/upscalers.py)."""

@@ -104,6 +104,8 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
             with gr.Accordion("Advanced", open=False):
                 fields |= ctx.controls([n for n in SHOWN if FIELDS[n].group == "advanced"], FIELDS, defaults)
         with gr.Column():
+            live = gr.Image(label="Preview (the latents so far)", elem_id="live-preview", interactive=False,
+                            visible=False, height=256)
             gallery = gr.Gallery(label="Results", format="png", columns=2, elem_id="results", height="auto")
             with gr.Row():
                 reuse = gr.Button("♻ Reuse seed", elem_id="reuse-seed", size="sm", min_width=60)
@@ -115,7 +117,7 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
     made = gr.State([])  # (path, seed, parameters) of each result shown, in the gallery's order
     shown = gr.State(0)  # the index of the result the user looks at
     tab = CreateTab(fields, init_image, inpaint, status, (made, shown), sends)
-    _wire(ctx, tab, (generate, enqueue, interrupt), [gallery, info, status, made, shown])
+    _wire(ctx, tab, (generate, enqueue, interrupt), [gallery, info, status, made, shown, live])
     _wire_results(tab, gallery, info, made, shown, (reuse, shuffle))
     _offer_parameters(ctx, tab, offered)
     follow_mode(fields["mode"], fields, FIELDS, "modes", {init_image: ("img2img",), inpaint: ("inpaint",)})
@@ -127,24 +129,28 @@ def _wire(ctx: Context, tab: CreateTab, buttons: tuple[gr.Button, ...], outputs)
     names = list(tab.fields)
 
     def run(request: gr.Request, init_path, editor, *values, progress=gr.Progress()):
+        skip = gr.skip()
         try:
             task = ctx.service.create(user=owner_of(request), **request_values(names, init_path, editor, values))
             # Each report makes Gradio's image editor (an input here) upload its layers again: changes only.
             for p in task.watch():
                 progress(p.fraction, desc=p.describe() if p.images else
                          "loading the model" if task.started else "waiting for the job running now to finish")
+                if p.preview is not None:
+                    yield skip, skip, skip, skip, skip, gr.update(value=p.preview, visible=True)
             result = task.wait()
         except USER_ERRORS as e:
             # Said in a toast and the status; the results of the last run stay where they are.
             gr.Warning(str(e), title="Error")
             refusal(e)
-            return gr.skip(), gr.skip(), f"**Error:** {e}", gr.skip(), gr.skip()
+            yield skip, skip, f"**Error:** {e}", skip, skip, gr.update(visible=False)
+            return
         results = [(str(path), seed, text) for path, seed, text in zip(result.paths, result.seeds, result.parameters)]
         note = f"Saved {len(result.paths)} image(s) in {result.request.width}x{result.request.height}."
         if result.interrupted:
             note = f"Interrupted: saved {len(result.paths)} of {len(result.request.image_seeds())} image(s)."
         pictures = [(path, f"seed {seed}") for path, seed, _ in results]
-        return pictures, (results[0][2] if results else ""), note, results, 0
+        yield pictures, (results[0][2] if results else ""), note, results, 0, gr.update(visible=False)
 
     def add(request: gr.Request, init_path, editor, *values):
         try:

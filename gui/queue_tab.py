@@ -65,7 +65,8 @@ def build(ctx: Context) -> None:
         user = viewer_of(request)
         running = ctx.service.current
         mine = running is not None and user in (None, running.user)
-        picture = running.progress.latest if mine and running.progress.latest is not None else gr.update()
+        shown = (running.progress.preview or running.progress.latest) if mine else None
+        picture = shown if shown is not None else gr.update()
         return table(ctx, user), picture
 
     def stop(job, user, interrupt_only: bool) -> str:

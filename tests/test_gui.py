@@ -299,6 +299,8 @@ def test_progress_is_shown_and_interrupt_stops_a_long_generation(page, server):
     text = progress.inner_text()
     step = int(re.search(r"step (\d+) of 150", text).group(1))
     assert step < 140, f"150 steps at 512x512 should take much longer than this: {text!r}"
+    expect(progress).to_contain_text(re.compile(r"s left"))  # an ETA
+    expect(page.locator("#live-preview img")).to_be_visible()  # the picture so far, before the end
     assert "Saved" not in page.locator("#status").inner_text()
 
     started = time.monotonic()
@@ -735,7 +737,7 @@ def test_a_reload_mid_generation_shows_the_running_job_which_interrupt_stops(pag
     page.reload()
     opened(page)
     status = page.locator("#status")
-    expect(status).to_contain_text(re.compile(r"Job \d+ is running \(image 1 of 1, step \d+ of 150\)"))
+    expect(status).to_contain_text(re.compile(r"Job \d+ is running \(image 1 of 1, step \d+ of 150, about \d+ s left"))
     page.keyboard.press("Escape")  # as the Interrupt button
     expect(status).to_contain_text("has ended", timeout=30_000)
 

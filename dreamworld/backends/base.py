@@ -69,6 +69,7 @@ class Job:
     init_latents: Any = None
     from_step: int = 0
     to_step: int | None = None
+    on_latents: Callable[[int, Any], None] | None = None  # given (step, NCHW latents) after each step: previews
 
     @property
     def soft_mask(self) -> Image.Image | None:

@@ -129,6 +129,8 @@ class LatentStages(Backend):
             latents = scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
             if blend is not None:
                 latents = blend(latents, i, run)
+            if job.on_latents is not None:
+                job.on_latents(i + 1, latents)
             job.on_step(i + 1, len(run))
             if job.should_stop():
                 raise Interrupted()
