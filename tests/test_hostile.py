@@ -130,6 +130,18 @@ ISSUE_14 = [
     ("upscale-bad-device", ["upscale", "{tmp}/x.png", "--device", "tpu"], {"x.png": _png()}, "error: device "),
 ]
 
+def _tiff_bomb(tmp) -> bytes:
+    from .test_parts import tiff_bomb
+    return tiff_bomb()
+
+
+ISSUE_17 = [
+    ("parts-tiff-declaring-40-gb", ["parts", "decode", "{tmp}/x_state2.tiff", "--out", "{tmp}/x"],
+     {"x_state2.tiff": _tiff_bomb}, "error: state: 'x_state2.tiff' declares 100000 x 100000 values"),
+    ("parts-text-not-a-tiff", ["parts", "diffuse", "{tmp}/x_state2.tiff", "{tmp}/x_text.tiff", "--out", "{tmp}/y"],
+     {"x_state2.tiff": b"II*\x00", "x_text.tiff": b"II*\x00"}, "is not a TIFF file, or it is damaged"),
+]
+
 CASES = [
     # id, argv, files, words
     ("unknown-flag", ["generate", "--prompt", "x", "--stepz", "3"], {}, "unrecognized arguments: --stepz"),
@@ -147,6 +159,7 @@ CASES = [
     *ISSUE_19B,
     *ISSUE_16,
     *ISSUE_14,
+    *ISSUE_17,
 ]
 
 

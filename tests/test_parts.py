@@ -132,10 +132,26 @@ def test_a_float32_decode_keeps_what_an_8_bit_png_cannot(world, tmp_path):
     assert len(np.unique(values)) > 256
 
 
+def tiff_bomb() -> bytes:
+    """A small TIFF whose header declares a 100000 x 100000 float32 page (40 GB if read as declared)."""
+    import io
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((8, 8), np.float32))
+    data = bytearray(buffer.getvalue())
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        for name in ("ImageWidth", "ImageLength"):
+            tag = tif.pages[0].tags[name]
+            data[tag.valueoffset:tag.valueoffset + 4] = (100000).to_bytes(4, "little")
+    return bytes(data)
+
+
 @pytest.mark.parametrize("make, words", [
     (lambda p: tifffile.imwrite(p, np.zeros((3, 16, 16), np.float32)), "not a latent of shape (4,"),
     (lambda p: tifffile.imwrite(p, np.zeros((4, 16, 16), np.uint8)), "uint8 pages"),
     (lambda p: p.write_bytes(b"not a tiff"), "not a TIFF file"),
+    (lambda p: p.write_bytes(tiff_bomb()), "declares 100000 x 100000 values, more than any state holds"),
+    (lambda p: tifffile.imwrite(p, np.full((4, 16, 16), np.nan, np.float32)), "not finite numbers"),
+    (lambda p: p.write_bytes(tiff_bomb()[:60]), "not a TIFF file, or it is damaged"),
 ])
 def test_a_bad_state_is_one_sentence_and_writes_nothing(world, tmp_path, make, words):
     make(tmp_path / "bad.tiff")

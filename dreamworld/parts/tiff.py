@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -23,7 +24,10 @@ import tifffile
 from ..errors import DreamWorldError
 
 KEY = "dreamworld"
+# A damaged file is said in one PartsError sentence; tifffile's own log lines about it would only repeat it.
+logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 FLOATS = (np.float16, np.float32, np.float64)
+MAX_VALUES = 8192 * 8192 * 3  # the largest state: a decoded image of the largest size, or far bigger latents
 
 
 class PartsError(DreamWorldError, ValueError):
@@ -70,11 +74,17 @@ def read(path, what: str) -> tuple[np.ndarray, dict]:
     path = Path(path)
     try:
         with tifffile.TiffFile(path) as tif:
+            shape = tuple(tif.series[0].shape) if tif.series else ()
+            if int(np.prod(shape, dtype=np.float64)) > MAX_VALUES:  # checked before anything is allocated
+                raise PartsError(f"{what}: {path.name!r} declares {' x '.join(map(str, shape))} values, more than "
+                                 f"any state holds (at most {MAX_VALUES:,})")
             array = tif.asarray()
             shaped = tif.shaped_metadata or ({},)
             description = tif.pages[0].description
     except FileNotFoundError:
         raise PartsError(f"{what}: {path.name!r} does not exist") from None
+    except PartsError:
+        raise
     except Exception:
         raise PartsError(f"{what}: {path.name!r} is not a TIFF file, or it is damaged") from None
     info = shaped[0].get(KEY) if isinstance(shaped[0], dict) else None
