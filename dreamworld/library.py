@@ -32,7 +32,11 @@ class Entry:
     def describe(self) -> str:
         """The entry's parameters (a run: what it is and its settings)."""
         if self.run is None:
-            return read_creation(self.path)["parameters"] or ""
+            data = read_creation(self.path)
+            made_of = (data["request"] or {}).get("parts")
+            parts = "\nMade by parts from: " + ", ".join(f"{k} {v}" for k, v in made_of.items()) \
+                if isinstance(made_of, dict) else ""
+            return (data["parameters"] or "") + parts
         frames = sorted(self.run.glob("frame_*.png"))
         videos = [p.name for p in self.run.iterdir() if p.suffix in (".mp4", ".gif", ".webm")]
         settings = json.loads((self.run / RUN_SETTINGS).read_text(encoding="utf-8")).get("cinema", {})

@@ -8,7 +8,7 @@ from dreamworld.errors import USER_ERRORS
 from dreamworld.service import Service
 from dreamworld.world import DreamWorld
 
-from . import cinema, controls, create, library, opening, png_info, queue_tab, sending, settings_tab
+from . import cinema, controls, create, library, opening, parts_tab, png_info, queue_tab, sending, settings_tab
 from .context import Context
 
 
@@ -41,6 +41,8 @@ def build(world: DreamWorld, service: Service, note: str | None = None) -> gr.Bl
                 queue_tab.build(ctx)
             with gr.Tab("Creations", id="creations") as creations_tab:
                 chosen = library.build(ctx, page, tabs, creations_tab, made, movie)
+            with gr.Tab("Parts", id="parts", visible=ctx.caps.parts):
+                parts_tab.build(ctx)
             with gr.Tab("PNG Info", id="png-info"):
                 png_info.build(ctx, tabs, made)
             with gr.Tab("Settings", id="settings"):

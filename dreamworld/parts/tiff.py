@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from .. import files
 from ..errors import DreamWorldError
 
 KEY = "dreamworld"
@@ -35,6 +36,19 @@ class PartsError(DreamWorldError, ValueError):
 
 
 SUFFIXES = ("text", "state1", "state2", "decoded")
+
+
+def keep(path, folder) -> Path:
+    """Copy a user's state or text file into `folder` under its own name, once it reads as a state."""
+    path = Path(path)
+    suffix = path.stem.rsplit("_", 1)[-1] if "_" in path.stem else ""
+    if suffix not in ("text", "state1", "state2"):
+        raise PartsError(f"file: {path.name!r} is not named NAME_text.tiff, NAME_state1.tiff or NAME_state2.tiff")
+    read(path, "file")  # a readable, finite, floating-point state of a sane size
+    target = Path(folder) / f"{base_name(path.name)}_{suffix}.tiff"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    files.write_atomic(target, path.read_bytes())
+    return target
 
 
 def base_name(name) -> str:

@@ -1,0 +1,123 @@
+"""The Parts tab: the pipeline one stage at a time (dreamworld/parts), each stage's state a float TIFF file in
+`<creations>/parts/`: write a prompt's embeddings or a seed's noise, diffuse (all of it or up to a step, and
+continue), decode to a creation, or encode an image. Layout and wiring only: the stages are the controller's."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from dreamworld import schema
+from dreamworld.parts import tiff
+from dreamworld.errors import USER_ERRORS
+
+from . import controls
+from .context import Context, refusal
+
+FIELDS = schema.FIELDS
+FOLDER = "parts"
+
+
+def build(ctx: Context) -> None:
+    folder = ctx.world.creations_dir / FOLDER
+    defaults = ctx.world.request()
+    gr.Markdown(f"Each stage writes its state as float TIFF files in `{folder}`; choose a state and a text "
+                "file to continue from, edit a latent in between (any editor of float TIFFs), reuse one "
+                "prompt's embeddings with many seeds.")
+    name = gr.Textbox(label="Name of the files written", value="part", elem_id="parts-name", max_lines=1)
+
+    def made(names, prefix):
+        return ctx.controls(names, FIELDS, defaults, prefix)
+
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("**1. Text** → `NAME_text.tiff`")
+            text_fields = made(["prompt", "negative_prompt"], "parts-text")
+            write_text = gr.Button("Write the embeddings", elem_id="parts-write-text")
+        with gr.Column():
+            gr.Markdown("**2. Noise** → `NAME_state1.tiff`")
+            noise_fields = made(["seed", "width", "height"], "parts-noise")
+            write_noise = gr.Button("Write the noise", elem_id="parts-write-noise")
+            encode_image = gr.Image(label="…or encode an image", type="filepath", elem_id="parts-image", height=160)
+            write_encoded = gr.Button("Encode the image", elem_id="parts-encode")
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("**3. Diffuse** → `NAME_state2.tiff`")
+            state = gr.Dropdown(label="Starting state (state1) or a midway one (state2)", elem_id="parts-state")
+            text = gr.Dropdown(label="Text embeddings", elem_id="parts-text")
+            diffuse_fields = made(["steps", "guidance_scale", "scheduler"], "parts-diffuse")
+            to_step = gr.Number(label="Stop after step (0: run to the end)", value=0, precision=0,
+                                elem_id="parts-to-step")
+            diffuse = gr.Button("Diffuse", elem_id="parts-diffuse")
+        with gr.Column():
+            gr.Markdown("**4. Decode** → `NAME.png` (a creation naming its parts) and `NAME_decoded.tiff`")
+            latent = gr.Dropdown(label="Latent to decode", elem_id="parts-latent")
+            tiled = gr.Checkbox(label="Tiled (bounded memory)", value=False, elem_id="parts-tiled")
+            decode = gr.Button("Decode", elem_id="parts-decode", variant="primary")
+            picture = gr.Image(label="Decoded", type="filepath", interactive=False, elem_id="parts-picture",
+                               height=256)
+    with gr.Row():
+        added = gr.File(label="Add a state or text file made elsewhere (NAME_text.tiff, NAME_state1.tiff, "
+                              "NAME_state2.tiff)", file_types=[".tiff", ".tif"], type="filepath",
+                        elem_id="parts-add")
+    said = gr.Markdown("", elem_id="parts-said")
+
+    picks = [state, text, latent]
+
+    def listed(*kinds):
+        files = sorted(folder.glob("*.tiff")) if folder.is_dir() else []
+        return [p.name for p in files if p.stem.rsplit("_", 1)[-1] in kinds]
+
+    def lists(*chosen, written=()):
+        """The three pickers' choices; each shows the file just written that it lists, else its choice."""
+        choices = (listed("state1", "state2"), listed("text"), listed("state2", "state1"))
+        return [gr.update(choices=c, value=next((w for w in written if w in c), v if v in c else None))
+                for c, v in zip(choices, chosen)]
+
+    def chosen(value, what: str) -> Path:
+        if not value:
+            raise refusal(f"Choose a {what} first (write one in the stages above).")
+        return folder / Path(value).name
+
+    def stage(run, group: dict):
+        """A button's handler: run(out path, state, text, latent, **its fields) on the controller, then say
+        what was written, show a decoded picture and refresh the lists; a user error is one sentence."""
+        def handler(out_name, *values):
+            picked, own = values[:3], values[3:]
+            fields = {n: controls.field_value(FIELDS[n], v) if n in FIELDS else v for n, v in zip(group, own)}
+            try:
+                written = run(folder / (Path(out_name or "part").name), *picked, **fields)
+            except USER_ERRORS as e:
+                raise refusal(e) from None
+            written = written if isinstance(written, list) else [written]
+            png = next((str(p) for p in written if p.suffix == ".png"), None)
+            return [f"Wrote {', '.join(p.name for p in written)}.", png or gr.skip()] + \
+                lists(*picked, written=[p.name for p in written])
+        return handler
+
+    parts = ctx.world.parts
+    stages = (
+        (write_text, text_fields, lambda out, s, t, l, **f: parts.text(out, **f)),
+        (write_noise, noise_fields, lambda out, s, t, l, **f: parts.noise(out, **f)),
+        (diffuse, {**diffuse_fields, "to_step": to_step},
+         lambda out, s, t, l, to_step=0, **f: parts.diffuse(chosen(s, "state"), chosen(t, "text file"), out,
+                                                             to_step=int(to_step or 0) or None, **f)),
+        (decode, {"tiled": tiled}, lambda out, s, t, l, tiled=False: parts.decode(chosen(l, "latent"), out,
+                                                                                 tiled=bool(tiled))),
+        (write_encoded, {"image": encode_image},
+         lambda out, s, t, l, image=None: parts.encode(image or chosen(None, "picture to encode"), out)),
+    )
+    def add(path, *picked):
+        if not path:
+            return gr.skip(), *[gr.skip()] * 3
+        try:
+            kept = tiff.keep(path, folder)
+        except USER_ERRORS as e:
+            raise refusal(e) from None
+        return f"Added {kept.name}.", *lists(*picked, written=[kept.name])
+
+    added.upload(add, [added] + picks, [said] + picks)
+    for button, group, run in stages:
+        button.click(stage(run, group), [name] + picks + list(group.values()), [said, picture] + picks)
+    for dropdown in picks:
+        dropdown.focus(lists, picks, picks, show_progress="hidden")
