@@ -128,7 +128,7 @@ ENGINE = ("backend", "device", "precision", "jit")
 PARTS = {
     "text": (("prompt", "negative_prompt", "model", "clip_skip"), "write NAME_text.tiff: the prompts' embeddings"),
     "noise": (("seed", "width", "height", "model"), "write NAME_state1.tiff: the starting latent of a seed"),
-    "diffuse": (("steps", "guidance_scale", "scheduler", "model", "strength", "seed"),
+    "diffuse": (("steps", "guidance_scale", "ngms", "scheduler", "model", "strength", "seed"),
                 "write NAME_state2.tiff: the latent after the denoising loop (or part of it)"),
     "decode": (("vae", "model"), "write NAME.png and NAME_decoded.tiff: the decoder's output"),
     "encode": (("vae", "model", "width", "height"), "write NAME_state1.tiff: an image's latent"),

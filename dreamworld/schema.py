@@ -78,6 +78,10 @@ class Request:
                           help="blur radius of the inpaint mask edge in pixels")
     clip_skip: int = spec(int, 1, min=1, max=12, infotext="Clip skip", infotext_skip=1, group="advanced",
                           help="skip the last CLIP layers (1 = none)")
+    ngms: float = spec(float, 0.0, min=0.0, max=15.0, infotext="NGMS", infotext_skip=0.0, group="advanced",
+                       api="s_min_uncond", label="Negative guidance minimum sigma", step=0.1,
+                       help="skip the negative prompt on every other step once the noise (sigma) is below this "
+                            "(A1111's NGMS; 0 = never): faster, a little less guided")
     model: str = spec(str, "", key=True, models="checkpoint", infotext="Model",
                       help="model name in models/ (default: from settings)")
     vae: str = spec(str, "", key=True, models="vae", label="VAE", infotext="VAE", group="advanced",

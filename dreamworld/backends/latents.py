@@ -119,11 +119,13 @@ class LatentStages(Backend):
         step_kwargs = _step_kwargs(scheduler, generator)
         for i in range(job.from_step, end):
             t = run[i]
-            model_input = scheduler.scale_model_input(torch.cat([latents] * 2) if guided else latents, t)
+            # A1111's NGMS: below that sigma, every other step leaves out the negative prompt's pass
+            both = guided and not (r.ngms and i % 2 and _sigma(scheduler, t) < r.ngms)
+            model_input = scheduler.scale_model_input(torch.cat([latents] * 2) if both else latents, t)
             if extra is not None:  # a 9-channel inpainting UNet also sees the mask and the masked image
                 model_input = torch.cat([model_input] + [torch.cat([e] * len(model_input)) for e in extra], dim=1)
-            noise = self.predict_noise(model_input, t, context)
-            if guided:
+            noise = self.predict_noise(model_input, t, context if both or not guided else context[1:])
+            if both:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + r.guidance_scale * (cond - uncond)
             latents = scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
@@ -221,6 +223,12 @@ def _check_resumable(r, from_step: int, to_step: int, total: int) -> None:
         raise RequestError("scheduler", f"sampler {r.scheduler!r} keeps past steps that a saved state does not "
                                         f"hold, so it cannot stop or continue midway; use one of "
                                         + ", ".join(RESUMABLE))
+
+
+def _sigma(scheduler, t) -> float:
+    """The noise level (k-diffusion's sigma) of a timestep: sqrt((1 - alpha_bar) / alpha_bar)."""
+    alpha_bar = float(scheduler.alphas_cumprod[int(t)])
+    return ((1 - alpha_bar) / alpha_bar) ** 0.5
 
 
 def _tensor(array) -> torch.Tensor:

@@ -144,6 +144,9 @@ class TorchBackend(LatentStages):
     def _generate_sdxl(self, job: Job) -> Image.Image:
         """SDXL (two text encoders, pooled embeddings, size conditioning) runs on diffusers' pipelines."""
         r = job.request
+        if r.ngms:
+            raise BackendError(f"ngms (skipping the negative prompt at low noise) is not available for SDXL models "
+                               f"such as {self.model_name!r} yet; set it to 0")
         pipe = self._pipe(r.mode)
         pipe.scheduler = samplers.make(r.scheduler, self._scheduler_config, job.seed)
         stopped = False

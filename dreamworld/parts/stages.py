@@ -18,7 +18,7 @@ from .tiff import PartsError
 
 # The request fields a diffused state remembers, so that decode records them and a midway state continues
 # with them.
-CARRIED = ("prompt", "negative_prompt", "clip_skip", "seed", "steps", "scheduler", "guidance_scale", "strength",
+CARRIED = ("prompt", "negative_prompt", "clip_skip", "seed", "steps", "scheduler", "guidance_scale", "ngms", "strength",
            "mode", "model")
 
 
