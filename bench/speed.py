@@ -1,0 +1,112 @@
+"""DreamWorld's default settings against stock diffusers, in one process, on a full-size SD 1.5 network.
+
+    python bench/speed.py [--steps 4] [--size 512] [--ngms 1.0]
+
+The baseline is stock `diffusers.StableDiffusionPipeline` in fp32 (Euler a, guidance 7, the same steps and
+size, its own VAE decode), loaded from the same diffusers folder of SD 1.5's networks with random weights
+(bench/backends.py writes it; the compute is that of real weights). Then DreamWorld with its defaults
+(`precision=auto`...) on the same folder, then opt-in rows. Each row is the best of --repeats images after a
+warm-up, text encoding and decode included. The fidelity of a row that changes pixels is its PSNR against
+the default's picture on the embedded model (20 steps, 128x128, over --prompts scenes). The last line is
+`speedup X.XX`: the default's time over stock's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DREAMWORLD_CACHE", tempfile.mkdtemp(prefix="dreamworld-bench-cache-"))
+
+from backends import sd15_models_dir  # noqa: E402  (bench/backends.py)
+
+from dreamworld import DreamWorld  # noqa: E402
+from dreamworld.settings import Settings  # noqa: E402
+
+SCENES = ["a red circle on a blue background", "a yellow star on a black background",
+          "two green squares on a white background", "a large purple ring on an orange background"]
+
+
+def best(run, repeats: int) -> float:
+    run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def stock(folder: Path, args) -> float:
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
+    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True,
+                                                   safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+
+    def run():
+        pipe("a red circle on a blue background", num_inference_steps=args.steps, guidance_scale=7.0,
+             width=args.size, height=args.size, generator=torch.Generator("cpu").manual_seed(1))
+
+    with torch.inference_mode():
+        seconds = best(run, args.repeats)
+    del pipe
+    return seconds
+
+
+def psnr(a, b) -> float:
+    a, b = (np.asarray(x.convert("RGB"), dtype=np.float64) for x in (a, b))
+    return 10 * np.log10(255 ** 2 / max(((a - b) ** 2).mean(), 1e-9))
+
+
+def fidelity(extra: dict, prompts: int) -> float:
+    """The mean PSNR, against the default's, of pictures of the embedded model made with `extra`."""
+    world = DreamWorld(settings=Settings(), creations_dir=tempfile.mkdtemp())
+    values = []
+    for i, prompt in enumerate(SCENES[:prompts]):
+        fields = dict(prompt=prompt, seed=i, steps=20, width=128, height=128)
+        values.append(psnr(world.create(**fields).images[0], world.create(**fields, **extra).images[0]))
+    return float(np.mean(values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--ngms", type=float, default=1.0, help="the opt-in NGMS row's sigma")
+    parser.add_argument("--prompts", type=int, default=4, help="scenes of the fidelity figures")
+    args = parser.parse_args()
+
+    models = sd15_models_dir()
+    folder = models / "Stable-diffusion" / "sd15-random"
+    print(f"SD 1.5 shape, random weights, {args.size}x{args.size}, {args.steps} steps, Euler a, guidance 7, "
+          f"best of {args.repeats} after a warm-up (text encoding and decode included)")
+    baseline = stock(folder, args)
+    print(f"{'stock diffusers fp32':34s} {baseline:8.2f} s   1.00x")
+
+    world = DreamWorld(settings=Settings(), models_dir=models, creations_dir=tempfile.mkdtemp())
+    fields = dict(prompt="a red circle on a blue background", model="sd15-random", steps=args.steps,
+                  width=args.size, height=args.size, seed=1, scheduler="Euler a", guidance_scale=7.0)
+    rows = [("DreamWorld default", {}), (f"DreamWorld ngms={args.ngms:g} (opt-in)", {"ngms": args.ngms})]
+    default = None
+    for label, extra in rows:
+        seconds = best(lambda: world.create(**fields, **extra), args.repeats)
+        default = default or seconds
+        said = f"   fidelity {fidelity(extra, args.prompts):.1f} dB PSNR vs default" if extra else ""
+        print(f"{label:34s} {seconds:8.2f} s   {baseline / seconds:.2f}x{said}")
+    print(f"precision picked by default: {world.backend.precision}")
+    print(f"speedup {baseline / default:.2f}")
+
+
+if __name__ == "__main__":
+    main()
