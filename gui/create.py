@@ -22,6 +22,7 @@ class CreateTab:
     init_image: gr.Image
     inpaint: gr.ImageMask
     status: gr.Markdown | None = None
+    generate: gr.Button | None = None
     looked_at: tuple = ()  # the states naming the result the user looks at (see picture())
     sends: dict | None = None  # "Send to ..." buttons by target (gui/sending.py)
 
@@ -116,7 +117,7 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
         control.visible = control.visible and visible_in(FIELDS[name], "modes", defaults.mode)
     made = gr.State([])  # (path, seed, parameters) of each result shown, in the gallery's order
     shown = gr.State(0)  # the index of the result the user looks at
-    tab = CreateTab(fields, init_image, inpaint, status, (made, shown), sends)
+    tab = CreateTab(fields, init_image, inpaint, status, generate, (made, shown), sends)
     _wire(ctx, tab, (generate, enqueue, interrupt), [gallery, info, status, made, shown, live])
     _wire_results(tab, gallery, info, made, shown, (reuse, shuffle))
     _offer_parameters(ctx, tab, offered)

@@ -57,8 +57,10 @@ def wire(ctx: Context, page: gr.Blocks, title: gr.Markdown, create, cinema: dict
                 + showing_defaults(ctx, cinema, schema.CINEMA_FIELDS, ctx.world.cinema_request())
                 + settings.showing(ctx))
 
-    def follow(request: gr.Request):
+    def follow(request: gr.Request, own: bool):
         job = running_job(ctx, request)
+        if own:  # a generation started on this page says its own progress
+            return gr.skip(), gr.Timer(active=False), gr.skip()
         if job is None:
             return "The job that was running has ended: its images are in the Queue and Creations tabs.", \
                 gr.Timer(active=False), header(ctx)
@@ -67,7 +69,9 @@ def wire(ctx: Context, page: gr.Blocks, title: gr.Markdown, create, cinema: dict
     every = [title, create.status, watching] + list(create_fields.values()) + list(cinema.values()) \
         + settings.components
     page.load(opened, None, every, show_progress="hidden")
-    watching.tick(follow, None, [create.status, watching, title], queue=False, show_progress="hidden")
+    generating = gr.State(False)  # this page started a generation: its status is that one's
+    watching.tick(follow, generating, [create.status, watching, title], queue=False, show_progress="hidden")
+    create.generate.click(lambda: True, None, generating, queue=False, show_progress="hidden")
     saved_defaults = {n: create_fields[n] for n in settings.chosen if n in create_fields}
     settings.saved.success(lambda: showing_defaults(ctx, saved_defaults, schema.FIELDS, ctx.world.request()),
                            None, list(saved_defaults.values()), show_progress="hidden")
