@@ -44,3 +44,16 @@ def pixels(path_or_image) -> np.ndarray:
 def files_in(folder: Path) -> set[Path]:
     """The files in a folder, but for the queue's record (a failed job is rightly recorded there)."""
     return {p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(QUEUE_FILE)}
+
+
+# `make test` runs the files on two workers (pytest-xdist, --dist loadfile): the longest files start first,
+# so that no long one is left to run alone at the end.
+LONGEST_FIRST = ("test_gui.py", "test_tensorflow.py", "test_single_file.py", "test_cli.py", "test_parts.py",
+                 "test_hostile.py", "test_world.py", "test_cinema.py", "test_pictures.py", "test_api.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)  # stable: the tests of a file keep their order
