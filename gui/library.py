@@ -8,7 +8,7 @@ import gradio as gr
 from dreamworld import creations, schema
 from dreamworld.errors import USER_ERRORS
 
-from . import controls
+from . import controlnet_panel, controls
 from .context import Context
 from .create import CreateTab, editor_from_mask
 
@@ -50,7 +50,8 @@ def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: Cre
         updates = [gr.update(value=controls.shown_value(schema.FIELDS[n], stored[n])) if n in stored else gr.update()
                    for n in create.fields]
         return [gr.Tabs(selected="create"), gr.update(value=init) if mode == "img2img" and init else gr.update(),
-                gr.update(value=editor) if editor else gr.update()] + updates
+                gr.update(value=editor) if editor else gr.update(), gr.update(), gr.update()] + updates + \
+            controlnet_panel.unit_updates(stored.get("controlnet") or [])
 
     def upscale_chosen(path, name, by):
         if not path:
