@@ -359,6 +359,9 @@ def request_from_file(path, creations_dir=None) -> dict:
     if data["request"] is not None:
         fields = {k: v for k, v in data["request"].items() if k in FIELDS}
         fields.update(count=1, seeds=[])  # this image alone, at its own seed
+        for unit in fields.get("controlnet") or ():  # a ControlNet unit's own control image
+            if isinstance(unit, dict) and unit.get("image"):
+                stored_inputs(unit, ["image"], creations_dir, path.name)
         return stored_inputs(fields, INPUT_FIELDS, creations_dir, path.name)
     if data["parameters"]:
         return request_from_parameters(parse_parameters(data["parameters"]))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 
-from . import spec as specs
+from . import controlnet, spec as specs
 from .errors import RequestError
 from .schema import FIELDS, INFOTEXT_ORDER, SCHEDULERS
 
@@ -27,7 +27,7 @@ VERSION_KEY = "Version"
 def _keys() -> dict[str, list[specs.Spec]]:
     keys: dict[str, list[specs.Spec]] = {}
     for s in FIELDS.values():
-        if s.infotext:
+        if s.infotext and s.kind != "units":  # units: one `Key N` per unit (controlnet.infotext_pairs)
             keys.setdefault(s.infotext, []).append(s)
     return keys
 
@@ -64,12 +64,16 @@ def _alternatives(fields: list[specs.Spec]) -> bool:
 
 
 def format_parameters(request, extra: dict | None = None) -> str:
-    """The A1111 `parameters` text of one image made by a resolved request (concrete seed and size)."""
+    """The A1111 `parameters` text of one image made by a resolved request (concrete seed and size).
+    `extra` may hold "ControlNet hashes" ({ControlNet model name: short hash}) for the units' Model."""
+    extra = dict(extra or {})
     pairs = {}
     for key, fields in KEYS.items():
         fields = [s for s in fields if _applies(request, s)] if _alternatives(fields) else fields
         if fields and all(_written(request, s) for s in fields):
             pairs[key] = "x".join(_text(getattr(request, s.name)) for s in fields)
+    if getattr(request, "controlnet", None):
+        pairs.update(controlnet.infotext_pairs(request, extra.pop("ControlNet hashes", None)))
     pairs.update({k: v for k, v in (extra or {}).items() if v not in (None, "")})
     order = [k for k in INFOTEXT_ORDER if k in pairs] + [k for k in pairs if k not in INFOTEXT_ORDER]
     order = [k for k in order if k != VERSION_KEY] + ([VERSION_KEY] if VERSION_KEY in pairs else [])
@@ -141,4 +145,7 @@ def request_from_parameters(params: dict) -> dict:
         except RequestError:
             continue
         fields.update(values)
+    units = controlnet.units_from_infotext(params)
+    if units:
+        fields["controlnet"] = units
     return fields

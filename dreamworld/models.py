@@ -21,6 +21,7 @@ KINDS = {
     "vae": ("VAE", "vae"),
     "lora": ("Lora", "loras"),
     "esrgan": ("ESRGAN", "upscale_models"),
+    "controlnet": ("ControlNet", "controlnet"),
 }
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 SUFFIXES = {"esrgan": (".safetensors", ".pth", ".pt")}  # kinds whose files are not WEIGHT_SUFFIXES
@@ -30,7 +31,7 @@ SUFFIXES = {"esrgan": (".safetensors", ".pth", ".pt")}  # kinds whose files are 
 class ModelInfo:
     name: str
     path: Path
-    kind: str  # checkpoint, vae, lora or esrgan
+    kind: str  # checkpoint, vae, lora, esrgan or controlnet
     format: str  # diffusers, safetensors or ckpt
 
     @property
@@ -38,6 +39,11 @@ class ModelInfo:
         """The file whose hash identifies the model (the UNet for diffusers folders)."""
         if self.format != "diffusers":
             return self.path
+        if self.kind == "controlnet":  # a ControlNet folder: its weights beside its config
+            for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                         "diffusion_pytorch_model.bin"):
+                if (self.path / name).exists():
+                    return self.path / name
         for sub in ("unet", "transformer", "."):
             for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"):
                 if (self.path / sub / name).exists():
@@ -54,7 +60,7 @@ def _describe(path: Path, kind: str) -> ModelInfo | None:
     if path.name.startswith("."):
         return None
     if path.is_dir():
-        if (path / "model_index.json").exists() or (kind == "vae" and (path / "config.json").exists()):
+        if (path / "model_index.json").exists() or (kind in ("vae", "controlnet") and (path / "config.json").exists()):
             return ModelInfo(path.name, path, kind, "diffusers")
         return None
     if path.suffix.lower() in SUFFIXES.get(kind, WEIGHT_SUFFIXES):

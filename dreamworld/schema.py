@@ -17,6 +17,7 @@ from typing import Any
 
 from .backends import NAMES as BACKENDS
 from .backends.samplers import NAMES as SCHEDULERS, STOCHASTIC as STOCHASTIC_SAMPLERS  # noqa: F401
+from .controlnet import ControlUnit, check_unit
 from .errors import RequestError
 from .spec import Spec, allowed as _allowed, check_range as _check_range, plain, spec, specs, validate_fields
 
@@ -76,6 +77,12 @@ class Request:
                             help="inpaint mask file (white = repaint)")
     mask_blur: int = spec(int, 4, min=0, max=64, modes=("inpaint",), infotext="Mask blur", group="advanced",
                           help="blur radius of the inpaint mask edge in pixels")
+    painted: str | None = spec(str, None, kind="image", modes=("inpaint",), group="input",
+                               help="sketch inpainting: the input image painted over; the mask is where it differs")
+    compose_blur: int | None = spec(int, None, min=0, max=64, modes=("inpaint",), group="advanced",
+                                    help="blur radius of the mask the result is pasted on the input with (default: mask_blur)")
+    controlnet: tuple = spec(dict, (), kind="units", unit=ControlUnit, group="controlnet", infotext="ControlNet",
+                             label="ControlNet units", help="ControlNet units, e.g. canny:control_dreamworld_edges:0.8")
     clip_skip: int = spec(int, 1, min=1, max=12, infotext="Clip skip", infotext_skip=1, group="advanced",
                           help="skip the last CLIP layers (1 = none)")
     ngms: float = spec(float, 0.0, min=0.0, max=15.0, infotext="NGMS", infotext_skip=0.0, group="advanced",
@@ -132,8 +139,11 @@ def validate(values: dict[str, Any] | None = None, base: Request | None = None,
 def _check_consistency(r: Request) -> None:
     if r.mode in IMAGE_MODES and r.init_image is None:
         raise RequestError("init_image", f"init_image is required in {r.mode} mode")
-    if r.mode == "inpaint" and r.mask is None:
-        raise RequestError("mask", "mask is required in inpaint mode (white = repaint)")
+    if r.mode == "inpaint" and r.mask is None and r.painted is None:
+        raise RequestError("mask", "mask (white = repaint) or painted (the input painted over) is required in "
+                                   "inpaint mode")
+    for i, unit in enumerate(r.controlnet):
+        check_unit(unit, i)
     hires_steps = r.hires_steps or r.steps
     if r.mode == "txt2img" and r.hires_scale > 1 and int(hires_steps * r.hires_denoising) < 1:
         raise RequestError("hires_denoising", f"hires_denoising {r.hires_denoising:g} with {hires_steps} hires steps "
@@ -146,7 +156,7 @@ def _check_consistency(r: Request) -> None:
 # ----- cinema -----------------------------------------------------------------------------
 # Request fields that mean nothing for a whole animation: each frame's mode and seed are chosen by the
 # run, frames are always PNG (lossless: each is the next one's input), and there is no mask.
-CINEMA_EXCLUDED = ("mode", "seeds", "count", "mask", "mask_blur", "format", "hires_scale", "hires_steps",
+CINEMA_EXCLUDED = ("mode", "seeds", "count", "mask", "mask_blur", "painted", "compose_blur", "format", "hires_scale", "hires_steps",
                    "hires_upscaler", "hires_denoising")
 MOVING = ("2d", "3d")
 

@@ -1,6 +1,7 @@
 """DreamWorld: the controller. It owns the loaded backend and turns requests into creations."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import tempfile
@@ -181,11 +182,17 @@ class DreamWorld:
             request = self._resolve(request, backend)
             if hires.wanted(request):
                 request = hires.check(request, self.model_dirs, backend)
-            init_image, mask = self._inputs(request)
+            init_image, mask, original = self._inputs(request)
+            control = self._control(request, backend, original or init_image, mask)  # before anything is written
             model = models.find_model(self.model_dirs, request.model)
             stored = request.replace(
-                init_image=creations.store_input(init_image, folder) if init_image else None,
-                mask=creations.store_input(mask, folder) if mask else None)
+                init_image=creations.store_input(original or init_image, folder) if init_image else None,
+                mask=creations.store_input(request_mask(request, mask), folder) if request_mask(request, mask) else None,
+                painted=creations.store_input(init_image, folder) if original is not None else None,
+                controlnet=tuple(u if u.image is None else dataclasses.replace(u, image=creations.store_input(
+                    _open(u.image, "controlnet", self.creations_dir), folder)) for u in request.controlnet))
+            hashes = {u.model: models.find_model(self.model_dirs, u.model, "controlnet").hash[:8]
+                      for u in request.controlnet}
             result = Result(request=request)
             self.progress = progress = Progress(images=len(request.image_seeds()), steps=request.steps)
 
@@ -210,7 +217,7 @@ class DreamWorld:
                     break
                 progress.image, progress.step, progress.preview = i + 1, 0, None
                 job = Job(stored.replace(seed=seed), seed, init_image, mask, on_step, self._stop.is_set,
-                          on_latents=on_latents)
+                          on_latents=on_latents, control=control, original=original)
                 try:
                     image = hires.generate(job, self.model_dirs, self.compile) if hires.wanted(request) \
                         else backend.generate(job)
@@ -218,7 +225,8 @@ class DreamWorld:
                     result.interrupted = True
                     break
                 text = infotext.format_parameters(job.request, {"Model hash": model.hash,
-                                                                "Version": f"dreamworld {__version__}"})
+                                                                "Version": f"dreamworld {__version__}",
+                                                                "ControlNet hashes": hashes})
                 path = creations.save_creation(image, job.request, parameters=text, creations_dir=folder,
                                                index_hint=label(i) if label else "")
                 if on_image:
@@ -310,6 +318,9 @@ class DreamWorld:
                 request = schema.validate_cinema(runs.load_settings(run_dir, self.creations_dir))
             if request.motion != "video":  # schedule errors at once, before loading a model
                 planning.evaluate(request, request.frames or planning.DEFAULT_FRAMES)
+            if getattr(request, "controlnet", ()):
+                raise RequestError("controlnet", "cinema runs cannot use ControlNet units yet; make single images "
+                                                 "with them")
             base = planning.base_request(request)
             backend = self.compile(base)
             backends.check(request, backend.capabilities())
@@ -347,20 +358,92 @@ class DreamWorld:
         backends.check(request, caps)
         return request
 
-    def _inputs(self, request: Request) -> tuple[Image.Image | None, Image.Image | None]:
-        """Open, check and size the init image and mask of img2img and inpaint requests."""
+    def _inputs(self, request: Request) -> tuple[Image.Image | None, Image.Image | None, Image.Image | None]:
+        """Open, check and size the init image and mask of img2img and inpaint requests: (the image to
+        start from, the mask, the unpainted input). In sketch inpainting (`painted`) the painted image is
+        the start, the mask (unless given) is where it differs from the input, and the result is pasted
+        on the unpainted input; otherwise the third is None."""
         if request.mode == "txt2img":
-            return None, None
+            return None, None, None
         size = (request.width, request.height)
         init = _open(request.init_image, "init_image", self.creations_dir).convert("RGB")
         init = init.resize(size, Image.LANCZOS) if init.size != size else init
         if request.mode != "inpaint":
-            return init, None
-        mask = _open(request.mask, "mask", self.creations_dir)
-        if mask.mode in ("RGBA", "LA") and mask.getchannel("A").getextrema() != (255, 255):
-            mask = mask.getchannel("A")  # a painted layer: the strokes are what to repaint
-        mask = mask.convert("L").resize(size, Image.NEAREST)
-        return init, mask
+            return init, None, None
+        painted = None
+        if request.painted is not None:
+            painted = _open(request.painted, "painted", self.creations_dir).convert("RGB")
+            painted = painted.resize(size, Image.LANCZOS) if painted.size != size else painted
+        if request.mask is None:
+            mask = painted_mask(init, painted)
+            if mask.getextrema() == (0, 0):
+                raise RequestError("painted", "painted does not differ from init_image anywhere: paint over the "
+                                              "parts to repaint")
+        else:
+            mask = _open(request.mask, "mask", self.creations_dir)
+            if mask.mode in ("RGBA", "LA") and mask.getchannel("A").getextrema() != (255, 255):
+                mask = mask.getchannel("A")  # a painted layer: the strokes are what to repaint
+            mask = mask.convert("L").resize(size, Image.NEAREST)
+        return (painted, mask, init) if painted is not None else (init, mask, None)
+
+    def _control(self, request: Request, backend: Backend, image: Image.Image | None,
+                 mask: Image.Image | None) -> tuple:
+        """The request's ControlNet units made ready (controlnet.ControlInput): each model found and loaded
+        (refused if of another family than the model), each control image opened (the unit's own, else
+        the input image), resized to the picture and preprocessed."""
+        if not request.controlnet:
+            return ()
+        from . import controlnet, preprocessors
+        size = (request.width, request.height)
+        ready = []
+        for i, unit in enumerate(request.controlnet):
+            try:
+                info = models.find_model(self.model_dirs, unit.model, "controlnet")
+            except models.ModelError as e:
+                raise RequestError("controlnet", f"ControlNet unit {i}: {e}") from None
+            backend.controlnet(info)  # loaded (and its family checked) before any file is written
+            if unit.image is not None:
+                source = _open(unit.image, "controlnet", self.creations_dir).convert("RGB")
+            elif image is not None:
+                source = image
+            else:
+                raise RequestError("controlnet", f"ControlNet unit {i} has no control image: give it one "
+                                                 f"(its image field) or use an input image (img2img or inpaint)")
+            if source.size != size:
+                log.info("ControlNet unit %d: control image %dx%d resized to %dx%d", i, *source.size, *size)
+                source = source.resize(size, Image.LANCZOS)
+            array = preprocessors.run(unit.preprocessor, source, threshold_a=unit.threshold_a,
+                                      threshold_b=unit.threshold_b, mask=mask,
+                                      models_dirs=self.model_dirs)
+            ready.append(controlnet.ControlInput(info, array, unit.weight, unit.start, unit.end))
+        return tuple(ready)
+
+    def preview_control(self, preprocessor: str, image, width: int | None = None, height: int | None = None,
+                        threshold_a: float | None = None, threshold_b: float | None = None, mask=None) -> Image.Image:
+        """A preprocessor's control image of `image` (a path or PIL image) as a picture (the GUI's preview)."""
+        from . import preprocessors
+        source = _open(image, "controlnet", self.creations_dir).convert("RGB")
+        if width and height and source.size != (width, height):
+            source = source.resize((width, height), Image.LANCZOS)
+        return preprocessors.to_pil(preprocessors.run(preprocessor, source, threshold_a=threshold_a,
+                                                      threshold_b=threshold_b, mask=mask, models_dirs=self.model_dirs))
+
+
+PAINT_THRESHOLD = 12  # a pixel whose channels all differ by at most this much from the input is unpainted
+
+
+def painted_mask(init: Image.Image, painted: Image.Image) -> Image.Image:
+    """Sketch inpainting's mask: white where the painted image differs from the input (any channel by more
+    than PAINT_THRESHOLD levels, which leaves out resampling and JPEG noise)."""
+    import numpy as np
+    a = np.asarray(init.convert("RGB"), dtype=np.int16)
+    b = np.asarray(painted.convert("RGB"), dtype=np.int16)
+    return Image.fromarray(((np.abs(a - b).max(axis=2) > PAINT_THRESHOLD) * 255).astype(np.uint8), "L")
+
+
+def request_mask(request: Request, mask):
+    """The mask a creation records: the request's own (a painted request's is derived again when re-run)."""
+    return mask if request.mask is not None else None
 
 
 def _check_callback(on_progress) -> None:

@@ -9,7 +9,7 @@ from PIL import Image
 from dreamworld import creations, schema
 from dreamworld.errors import USER_ERRORS
 
-from . import controls, sending
+from . import controlnet_panel, controls, sending
 from .context import Context, follow_mode, owner_of, refusal, viewer_of, visible_in
 
 FIELDS = schema.FIELDS
@@ -21,6 +21,9 @@ class CreateTab:
     fields: dict[str, gr.Component]
     init_image: gr.Image
     inpaint: gr.ImageMask
+    sketch: gr.ImageEditor | None = None
+    sketching: gr.Checkbox | None = None
+    controlnet: controlnet_panel.ControlNetPanel | None = None
     status: gr.Markdown | None = None
     generate: gr.Button | None = None
     looked_at: tuple = ()  # the states naming the result the user looks at (see picture())
@@ -33,7 +36,8 @@ class CreateTab:
 
     @property
     def inputs(self) -> list[gr.Component]:
-        return [self.init_image, self.inpaint] + list(self.fields.values())
+        return [self.init_image, self.inpaint, self.sketching, self.sketch] + list(self.fields.values()) + \
+            self.controlnet.inputs
 
     def showing(self, stored: dict) -> list:
         """Updates of `inputs` showing a request's fields (as request_from_file gives them), init image and
@@ -41,9 +45,9 @@ class CreateTab:
         init, mask, mode = stored.get("init_image"), stored.get("mask"), stored.get("mode")
         editor = editor_from_mask(init, mask) if mode == "inpaint" and init and mask else None
         return [gr.update(value=init) if mode == "img2img" and init else gr.update(),
-                gr.update(value=editor) if editor else gr.update()] + \
+                gr.update(value=editor) if editor else gr.update(), gr.update(), gr.update()] + \
             [gr.update(value=controls.shown_value(FIELDS[n], stored[n])) if n in stored else gr.update()
-             for n in self.fields]
+             for n in self.fields] + controlnet_panel.unit_updates(stored.get("controlnet") or [])
 
 
 def mask_from_editor(editor: dict | None) -> tuple[Image.Image | None, Image.Image | None]:
@@ -67,11 +71,24 @@ def editor_from_mask(init_path: str, mask_path: str) -> dict:
     return {"background": background, "layers": [layer], "composite": Image.alpha_composite(background, layer)}
 
 
-def request_values(names, init_path, editor, values) -> dict:
-    """The request fields of the Create tab's controls and image editors."""
+def painted_from_editor(editor: dict | None) -> tuple[Image.Image | None, Image.Image | None]:
+    """Sketch mode: the background (the input) and the composite (the input painted over)."""
+    if not editor or editor.get("background") is None:
+        return None, None
+    background = editor["background"].convert("RGB")
+    composite = (editor.get("composite") or editor["background"]).convert("RGB")
+    return background, composite
+
+
+def request_values(names, init_path, editor, values, sketching=False, sketch=None, units=None) -> dict:
+    """The request fields of the Create tab's controls, image editors and ControlNet panel."""
     fields = {n: controls.field_value(FIELDS[n], v) for n, v in zip(names, values)}
+    if units is not None:
+        fields["controlnet"] = units
     if fields["mode"] == "img2img":
         fields["init_image"] = init_path or None
+    elif fields["mode"] == "inpaint" and sketching:
+        fields["init_image"], fields["painted"] = painted_from_editor(sketch)
     elif fields["mode"] == "inpaint":
         fields["init_image"], fields["mask"] = mask_from_editor(editor)
         if fields["mask"] is not None and not fields["mask"].getbbox():
@@ -101,7 +118,13 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
                                    format="png", elem_id="inpaint-editor",
                                    brush=gr.Brush(colors=[("#ffffff", 0.6)], color_mode="fixed", default_size=16),
                                    visible=defaults.mode == "inpaint")
+            sketching = gr.Checkbox(label="Sketch: paint colours over the image (the mask is where they differ)",
+                                    value=False, elem_id="sketching", visible=defaults.mode == "inpaint")
+            sketch = gr.ImageEditor(label="Image to paint over (sketch inpainting)", type="pil", image_mode="RGB",
+                                    format="png", elem_id="sketch-editor", brush=gr.Brush(color_mode="defaults"),
+                                    visible=False)
             fields |= ctx.controls([n for n in SHOWN if FIELDS[n].group == "main"], FIELDS, defaults)
+            panel = controlnet_panel.build(ctx)
             with gr.Accordion("Advanced", open=False):
                 fields |= ctx.controls([n for n in SHOWN if FIELDS[n].group == "advanced"], FIELDS, defaults)
         with gr.Column():
@@ -117,11 +140,19 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
         control.visible = control.visible and visible_in(FIELDS[name], "modes", defaults.mode)
     made = gr.State([])  # (path, seed, parameters) of each result shown, in the gallery's order
     shown = gr.State(0)  # the index of the result the user looks at
-    tab = CreateTab(fields, init_image, inpaint, status, generate, (made, shown), sends)
+    tab = CreateTab(fields, init_image, inpaint, sketch, sketching, panel, status, generate, (made, shown), sends)
     _wire(ctx, tab, (generate, enqueue, interrupt), [gallery, info, status, made, shown, live])
     _wire_results(tab, gallery, info, made, shown, (reuse, shuffle))
     _offer_parameters(ctx, tab, offered)
-    follow_mode(fields["mode"], fields, FIELDS, "modes", {init_image: ("img2img",), inpaint: ("inpaint",)})
+    follow_mode(fields["mode"], fields, FIELDS, "modes",
+                {init_image: ("img2img",), inpaint: ("inpaint",), sketching: ("inpaint",)})
+
+    def sketch_or_mask(mode, on):
+        return gr.update(visible=mode == "inpaint" and on), gr.update(visible=mode == "inpaint" and not on)
+
+    for trigger in (sketching, fields["mode"]):
+        trigger.change(sketch_or_mask, [fields["mode"], sketching], [sketch, inpaint])
+    controlnet_panel.follow_backend(ctx, fields["backend"], panel)
     return tab
 
 
@@ -129,10 +160,14 @@ def _wire(ctx: Context, tab: CreateTab, buttons: tuple[gr.Button, ...], outputs)
     generate, enqueue, interrupt = buttons
     names = list(tab.fields)
 
-    def run(request: gr.Request, init_path, editor, *values, progress=gr.Progress()):
+    def fields_of(init_path, editor, sketching, sketch, values) -> dict:
+        values, units = values[:len(names)], controlnet_panel.units_from_values(values[len(names):])
+        return request_values(names, init_path, editor, values, sketching, sketch, units)
+
+    def run(request: gr.Request, init_path, editor, sketching, sketch, *values, progress=gr.Progress()):
         skip = gr.skip()
         try:
-            task = ctx.service.create(user=owner_of(request), **request_values(names, init_path, editor, values))
+            task = ctx.service.create(user=owner_of(request), **fields_of(init_path, editor, sketching, sketch, values))
             # Each report makes Gradio's image editor (an input here) upload its layers again: changes only.
             for p in task.watch():
                 progress(p.fraction, desc=p.describe() if p.images else
@@ -153,9 +188,9 @@ def _wire(ctx: Context, tab: CreateTab, buttons: tuple[gr.Button, ...], outputs)
         pictures = [(path, f"seed {seed}") for path, seed, _ in results]
         yield pictures, (results[0][2] if results else ""), note, results, 0, gr.update(visible=False)
 
-    def add(request: gr.Request, init_path, editor, *values):
+    def add(request: gr.Request, init_path, editor, sketching, sketch, *values):
         try:
-            task = ctx.service.create(user=owner_of(request), **request_values(names, init_path, editor, values))
+            task = ctx.service.create(user=owner_of(request), **fields_of(init_path, editor, sketching, sketch, values))
         except USER_ERRORS as e:
             raise refusal(e) from None
         return f"Queued as job {task.id}: see the Queue tab."

@@ -24,7 +24,7 @@ HIRES = {"hires_scale": 1.5, "hires_steps": 7, "hires_upscaler": "dreamworld-2x"
 
 
 def test_every_a1111_key_we_write_is_read_back_into_the_same_field():
-    keys = {s.name for s in schema.FIELDS.values() if s.infotext}
+    keys = {s.name for s in schema.FIELDS.values() if s.infotext and s.kind != "units"}  # units: below
     assert keys == set(NON_DEFAULT) | set(HIRES)  # a new infotext field gets a value here
     request = Request(mode="inpaint", prompt="a fox\nsecond line", negative_prompt="blur", init_image="i.png",
                       mask="m.png", **NON_DEFAULT)
@@ -32,6 +32,19 @@ def test_every_a1111_key_we_write_is_read_back_into_the_same_field():
     read = infotext.request_from_parameters(infotext.parse_parameters(text))
     assert read == {"prompt": "a fox\nsecond line", "negative_prompt": "blur", **NON_DEFAULT,
                     "hires_denoising": 0.35}  # A1111's "Denoising strength" is both: the mode picks
+
+
+def test_controlnet_units_are_written_as_the_a1111_extension_writes_them_and_read_back():
+    units = ("canny:control_dreamworld_edges:0.8:0.1:0.9", '{"preprocessor": "soft", "model": "b", "threshold_a": 20}')
+    request = validate({"prompt": "a fox", "controlnet": units, "width": 128, "height": 128})
+    text = infotext.format_parameters(request, {"ControlNet hashes": {"control_dreamworld_edges": "cd562d83"}})
+    assert ('ControlNet 0: "Module: canny, Model: control_dreamworld_edges [cd562d83], Weight: 0.8, Resize Mode: '
+            'Just Resize, Processor Res: 128, Guidance Start: 0.1, Guidance End: 0.9, Pixel Perfect: False, '
+            'Control Mode: Balanced"') in text
+    assert 'ControlNet 1: "Module: soft, Model: b, Weight: 1, Resize Mode: Just Resize, Processor Res: 128, ' \
+           'Threshold A: 20, Guidance Start: 0' in text
+    read = validate(infotext.request_from_parameters(infotext.parse_parameters(text)))
+    assert read.controlnet == request.controlnet
 
 
 def test_hires_keys_are_written_as_a1111_writes_them_and_read_back():

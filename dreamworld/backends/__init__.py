@@ -84,6 +84,9 @@ def check(request, caps: Capabilities) -> None:
     for name, what in SWITCH_FIELDS.items():
         if getattr(request, name, False) and not serves(name, caps):
             raise RequestError(name, f"backend {backend} cannot {what}; set {name} to false")
+    if getattr(request, "controlnet", ()) and not caps.controlnet:
+        raise RequestError("controlnet", f"backend {backend} cannot do ControlNet; remove the ControlNet units "
+                                         "or use backend 'torch'")
     for name in ("width", "height"):
         value = getattr(request, name)
         if value is not None and value % caps.size_multiple:

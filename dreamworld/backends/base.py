@@ -42,6 +42,7 @@ class Capabilities:
     latent_walk: bool = False  # Job.noise, Job.prompt_blend and Backend.initial_noise (cinema's dream motion)
     jit: bool = False  # the request's jit field (XLA compilation) is honoured
     parts: bool = False  # the stages below (encode_prompt, denoise, decode_latents, encode_image)
+    controlnet: bool = False  # Job.control: ControlNet units (models/ControlNet)
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,26 @@ class Job:
     from_step: int = 0
     to_step: int | None = None
     on_latents: Callable[[int, Any], None] | None = None  # given (step, NCHW latents) after each step: previews
+    control: tuple = ()  # controlnet.ControlInput per unit (backends whose capabilities say controlnet)
+    original: Image.Image | None = None  # sketch inpainting: the unpainted input the result is pasted on
 
     @property
     def soft_mask(self) -> Image.Image | None:
         """The inpaint mask with its edge blurred by request.mask_blur pixels: what the backend inpaints
         through and what the result is composited on the input with."""
         return blurred(self.mask, self.request.mask_blur) if self.mask is not None else None
+
+    @property
+    def compose_mask(self) -> Image.Image | None:
+        """The mask the inpainted result is pasted on the input with: blurred by request.compose_blur
+        (default: mask_blur, as soft_mask)."""
+        blur = self.request.compose_blur
+        return self.soft_mask if blur is None or self.mask is None else blurred(self.mask, blur)
+
+    @property
+    def compose_image(self) -> Image.Image | None:
+        """What the inpainted result is pasted on: the unpainted input (sketch mode), else the input."""
+        return self.original if self.original is not None else self.init_image
 
 
 class Backend(ABC):

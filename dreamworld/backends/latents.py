@@ -64,7 +64,7 @@ class LatentStages(Backend):
         latents, _ = self.denoise(job, self.encode_prompt(job.request, job.prompt_blend))
         image = self.to_image(self.decode_latents(latents))
         if job.request.mode == "inpaint":
-            image = Image.composite(image, job.init_image, job.soft_mask)
+            image = Image.composite(image, job.compose_image, job.compose_mask)
         return image
 
     def denoise(self, job: Job, context: np.ndarray, latents=None, rng_state: bytes | None = None):
@@ -117,14 +117,23 @@ class LatentStages(Backend):
         guided = r.guidance_scale > 1
         context = np.ascontiguousarray(context if guided else context[1:], dtype=np.float32)
         step_kwargs = _step_kwargs(scheduler, generator)
+        control = self.prepare_control(job) if job.control else []
         for i in range(job.from_step, end):
             t = run[i]
             # A1111's NGMS: below that sigma, every other step leaves out the negative prompt's pass
             both = guided and not (r.ngms and i % 2 and _sigma(scheduler, t) < r.ngms)
             model_input = scheduler.scale_model_input(torch.cat([latents] * 2) if both else latents, t)
+            # ControlNet units acting at this step (a unit of weight 0 never acts: the plain UNet's pixels)
+            active = [(net, cond, unit.weight) for unit, (net, cond) in zip(job.control, control)
+                      if unit.weight > 0 and unit.active(i, len(run))]
+            control_input = model_input
             if extra is not None:  # a 9-channel inpainting UNet also sees the mask and the masked image
                 model_input = torch.cat([model_input] + [torch.cat([e] * len(model_input)) for e in extra], dim=1)
-            noise = self.predict_noise(model_input, t, context if both or not guided else context[1:])
+            step_context = context if both or not guided else context[1:]
+            if active:
+                noise = self.predict_noise(model_input, t, step_context, control=active, control_input=control_input)
+            else:
+                noise = self.predict_noise(model_input, t, step_context)
             if both:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + r.guidance_scale * (cond - uncond)
@@ -137,6 +146,10 @@ class LatentStages(Backend):
             if job.should_stop():
                 raise Interrupted()
         return latents
+
+    def prepare_control(self, job) -> list:
+        """(loaded ControlNet, control image ready for it) per unit of job.control (backends that can)."""
+        raise BackendError(f"backend {self.name!r} cannot do ControlNet")
 
     def _inpaint_start(self, job, image, scheduler, generator, shape, first):
         """Initial latents for inpaint, and either the blend that keeps the unmasked latents of the input

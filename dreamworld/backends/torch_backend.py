@@ -29,6 +29,25 @@ PIPELINES = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForIma
              "inpaint": AutoPipelineForInpainting}
 
 
+def cn_single_file(path, dtype):
+    """An A1111 single-file ControlNet (control_v11p_sd15_*, SDXL ones), loaded offline with the family's
+    config from model_configs/."""
+    from pathlib import Path
+
+    from diffusers import ControlNetModel
+
+    from .. import controlnet as cn, single_file
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        single_file.load_pickle_safely(path)  # refuse unsafe pickles with a sentence first
+    family = cn.single_file_family(path)
+    config = Path(single_file.__file__).parent / "model_configs" / family
+    try:
+        return ControlNetModel.from_single_file(str(path), config=str(config), torch_dtype=dtype, local_files_only=True)
+    except Exception as e:
+        raise single_file._load_error(e, path.name, "ControlNet", "a") from e
+
+
 def available_devices() -> tuple[str, ...]:
     devices = ["auto", "cpu"]
     if torch.cuda.is_available():
@@ -72,7 +91,7 @@ class TorchBackend(LatentStages):
         return Capabilities(
             modes=MODES, schedulers=tuple(samplers.SCHEDULERS), devices=available_devices(),
             precisions=precisions_on(available_devices(), supported_precisions),
-            size_multiple=8, latent_walk=True, parts=True)
+            size_multiple=8, latent_walk=True, parts=True, controlnet=True)
 
     def __init__(self, spec: LoadSpec):
         model, vae = spec.model, spec.vae
@@ -100,6 +119,7 @@ class TorchBackend(LatentStages):
         self.scale, self.images = pipe.vae_scale_factor, pipe.image_processor
         self.masks = VaeImageProcessor(vae_scale_factor=self.scale, do_normalize=False, do_binarize=True,
                                        do_convert_grayscale=True)
+        self._controlnets: dict = {}  # path -> loaded ControlNetModel (kept while this model is loaded)
 
     @property
     def native_size(self) -> tuple[int, int]:
@@ -147,7 +167,7 @@ class TorchBackend(LatentStages):
         if r.ngms:
             raise BackendError(f"ngms (skipping the negative prompt at low noise) is not available for SDXL models "
                                f"such as {self.model_name!r} yet; set it to 0")
-        pipe = self._pipe(r.mode)
+        pipe = self._pipe(r.mode) if not job.control else self._control_pipe(job)
         pipe.scheduler = samplers.make(r.scheduler, self._scheduler_config, job.seed)
         stopped = False
 
@@ -174,6 +194,13 @@ class TorchBackend(LatentStages):
         if r.mode == "inpaint":
             mask = job.soft_mask
             args.update(mask_image=mask, width=r.width, height=r.height)
+        if job.control:  # diffusers' SDXL ControlNet pipelines, one net or a MultiControlNetModel
+            images = [self._control_image(u.image) for u in job.control]
+            args.update({"image" if r.mode == "txt2img" else "control_image": images if len(images) > 1 else images[0],
+                         "controlnet_conditioning_scale": [u.weight for u in job.control] if len(images) > 1
+                         else job.control[0].weight,
+                         "control_guidance_start": [u.start for u in job.control],
+                         "control_guidance_end": [u.end for u in job.control]})
         try:
             with torch.inference_mode():
                 image = pipe(**args).images[0]
@@ -183,8 +210,54 @@ class TorchBackend(LatentStages):
             raise Interrupted()
         if r.mode == "inpaint":
             # Like A1111, keep the unmasked pixels of the input exactly.
-            image = Image.composite(image, job.init_image, mask)
+            image = Image.composite(image, job.compose_image, job.compose_mask)
         return image
+
+    # ----- ControlNet ----------------------------------------------------------------------------
+    def controlnet(self, info):
+        """The ControlNet of a models/ControlNet entry, loaded once (diffusers folder or A1111 single file,
+        offline) and checked against this model's UNet: one of another family is refused by name."""
+        from .. import controlnet as cn
+        if info.path in self._controlnets:
+            return self._controlnets[info.path]
+        unet = self._pipes["txt2img"].unet
+        config = cn.check_family(info, dict(unet.config), self.model_name)
+        dtype = DTYPES[self.precision]
+        try:
+            if info.format == "diffusers":
+                from diffusers import ControlNetModel
+                with weights._pickled_weights_checked(info.path):
+                    net = ControlNetModel.from_pretrained(info.path, torch_dtype=dtype, local_files_only=True)
+            else:
+                net = cn_single_file(info.path, dtype)
+        except ModelError as e:
+            raise BackendError(str(e)) from None
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise BackendError(f"ControlNet {info.name!r} could not be loaded from {info.path}: "
+                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        del config
+        net = net.to(self.device).eval()
+        self._controlnets[info.path] = net
+        return net
+
+    def _control_image(self, image: np.ndarray) -> torch.Tensor:
+        """A control image (H, W, 3) float as the ControlNet takes it: NCHW, in [0, 1] (-1: masked)."""
+        return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+
+    def prepare_control(self, job: Job) -> list:
+        return [(self.controlnet(u.model), self._control_image(u.image)) for u in job.control]
+
+    def _control_pipe(self, job: Job):
+        """An SDXL ControlNet pipeline built from the loaded parts (the model is not loaded again)."""
+        from diffusers import (StableDiffusionXLControlNetImg2ImgPipeline, StableDiffusionXLControlNetInpaintPipeline,
+                               StableDiffusionXLControlNetPipeline)
+        from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+        nets = [self.controlnet(u.model) for u in job.control]
+        cls = {"txt2img": StableDiffusionXLControlNetPipeline, "img2img": StableDiffusionXLControlNetImg2ImgPipeline,
+               "inpaint": StableDiffusionXLControlNetInpaintPipeline}[job.request.mode]
+        pipe = cls.from_pipe(self._pipes["txt2img"], controlnet=nets[0] if len(nets) == 1 else MultiControlNetModel(nets))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
 
     def initial_noise(self, seed: int, width: int, height: int) -> np.ndarray:
         """The latent noise a txt2img generation with this seed starts from (drawn as diffusers does)."""
@@ -212,11 +285,28 @@ class TorchBackend(LatentStages):
             tokenize=lambda text: tokenizer(text, add_special_tokens=False, verbose=False).input_ids,
             encode=encode, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
 
-    def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray) -> torch.Tensor:
+    def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray, control=(),
+                      control_input=None) -> torch.Tensor:
+        """The UNet's noise prediction; `control` ((ControlNet, control image, weight), ...) adds each
+        ControlNet's residuals, scaled by its weight, to the UNet's (summed, as diffusers'
+        MultiControlNetModel does), the ControlNets seeing `control_input` (4-channel latents)."""
         pipe, dtype = self._pipes["txt2img"], DTYPES[self.precision]
+        hidden = torch.from_numpy(context).to(self.device, dtype)
+        extra = {}
         with torch.inference_mode():
-            out = pipe.unet(latents.to(self.device, dtype), t, return_dict=False,
-                            encoder_hidden_states=torch.from_numpy(context).to(self.device, dtype))[0]
+            for net, cond, weight in control:
+                x = (latents if control_input is None else control_input).to(self.device, dtype)
+                cond = cond.to(self.device, dtype).expand(len(x), -1, -1, -1)
+                down, mid = net(x, t, encoder_hidden_states=hidden, controlnet_cond=cond,
+                                conditioning_scale=float(weight), return_dict=False)
+                if not extra:
+                    extra = {"down_block_additional_residuals": list(down), "mid_block_additional_residual": mid}
+                else:
+                    extra["down_block_additional_residuals"] = [a + b for a, b in
+                                                                zip(extra["down_block_additional_residuals"], down)]
+                    extra["mid_block_additional_residual"] = extra["mid_block_additional_residual"] + mid
+            out = pipe.unet(latents.to(self.device, dtype), t, return_dict=False, encoder_hidden_states=hidden,
+                            **extra)[0]
         return out.float().cpu()
 
     def encode(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -313,6 +403,7 @@ class TorchBackend(LatentStages):
 
     def close(self) -> None:
         self._pipes.clear()
+        self._controlnets.clear()
         self.free_cache()
 
     @staticmethod

@@ -13,6 +13,7 @@ from PIL import Image
 
 from .. import __version__, creations, infotext, models
 from ..backends.base import Job
+from ..errors import RequestError
 from . import tiff
 from .tiff import PartsError
 
@@ -80,6 +81,8 @@ class Parts:
             image_mode = dict(init_image=str(state)) if mode == "img2img" else {}
             backend, r = self._backend({**fields, **size, **image_mode, "mode": mode or "txt2img"})
             seed = r.seed if "seed" in fields or "seed" in info else 0
+            if r.controlnet:
+                raise RequestError("controlnet", "the diffuse stage cannot use ControlNet units yet; use generate")
             job = Job(r.replace(seed=seed), seed, on_step=on_step or (lambda i, n: None),
                       should_stop=self.world._stop.is_set, noise=latent if r.mode == "txt2img" else None,
                       init_latents=latent if r.mode == "img2img" else None, from_step=midway, to_step=to_step)
