@@ -6,6 +6,7 @@ A prompt is cut into chunks of 75 tokens (a chunk ending within 20 tokens after 
 comma instead), each chunk is encoded as BOS + 75 tokens + EOS/padding = 77, each token's hidden state
 is multiplied by its weight and the chunk rescaled to its unweighted mean, and the chunks are joined
 along the token axis. A plain prompt of at most 75 tokens gives the encoder's own embedding unchanged.
+`<lora:name:weight>` tags (A1111's extra networks) are taken out of the text before it is encoded.
 """
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ _ATTENTION = re.compile(r"""
 :
 """, re.X)
 _BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+_EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")  # A1111's re_extra_net
+NETWORKS = ("lora",)  # the extra networks taken out of the text (the others stay text)
+
+
+def extra_networks(text: str) -> list[tuple[str, str]]:
+    """(kind, arguments) of each `<kind:arguments>` tag of a prompt, e.g. ("lora", "outline:0.8")."""
+    return [(m.group(1), m.group(2)) for m in _EXTRA_NETWORK.finditer(text)]
+
+
+def strip_networks(text: str) -> str:
+    """The prompt without its `<lora:...>` tags: the text that is encoded."""
+    return _EXTRA_NETWORK.sub(lambda m: "" if m.group(1) in NETWORKS else m.group(0), text)
 
 
 @dataclass(frozen=True)
@@ -129,7 +142,7 @@ def chunks(text: str, encoder: TextEncoder) -> list[tuple[list, list]]:
     """The prompt's chunks as (token ids, weights), each at most 75 long (BOS/EOS not added)."""
     commas = encoder.tokenize(",")
     chunker = _Chunker(commas[0] if len(commas) == 1 else None)
-    for piece, weight in parse_attention(text):
+    for piece, weight in parse_attention(strip_networks(text)):
         if (piece, weight) == BREAK:
             chunker.close()
             continue

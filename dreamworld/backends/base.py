@@ -43,6 +43,7 @@ class Capabilities:
     jit: bool = False  # the request's jit field (XLA compilation) is honoured
     parts: bool = False  # the stages below (encode_prompt, denoise, decode_latents, encode_image)
     controlnet: bool = False  # Job.control: ControlNet units (models/ControlNet)
+    lora: bool = False  # set_loras (the request's lora field and <lora:...> tags)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,18 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, job: Job) -> Image.Image:
         """Make one image; raise Interrupted if job.should_stop() turned true."""
+
+    def set_loras(self, loras: tuple) -> bool:
+        """Apply these LoRAs (dreamworld.loras.LoraFile, with their weights) in place of the applied ones,
+        keeping the base model loaded; True if weights or graphs were rebuilt (the controller logs it)."""
+        if loras:
+            raise BackendError(f"backend {self.name!r} cannot use LoRAs")
+        return False
+
+    @property
+    def text_width(self) -> int:
+        """The width of the text features the UNet attends to (a LoRA's cross-attention must take it)."""
+        return 0
 
     def initial_noise(self, seed: int, width: int, height: int):
         """The initial latent noise (a float32 numpy array) of a txt2img generation with this seed."""

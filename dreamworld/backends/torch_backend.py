@@ -12,7 +12,7 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
-from .. import prompts
+from .. import loras as lora_files, prompts
 from ..models import ModelError
 from ..schema import MODES
 from . import LoadSpec, samplers, torch_tiles, weights
@@ -91,7 +91,7 @@ class TorchBackend(LatentStages):
         return Capabilities(
             modes=MODES, schedulers=tuple(samplers.SCHEDULERS), devices=available_devices(),
             precisions=precisions_on(available_devices(), supported_precisions),
-            size_multiple=8, latent_walk=True, parts=True, controlnet=True)
+            size_multiple=8, latent_walk=True, parts=True, controlnet=True, lora=True)
 
     def __init__(self, spec: LoadSpec):
         model, vae = spec.model, spec.vae
@@ -112,6 +112,7 @@ class TorchBackend(LatentStages):
         # An inpainting UNet (latents + mask + masked image in) serves only the inpaint mode.
         self.inpainting_only = pipe.unet.config.in_channels == 9
         self._pipes = {"txt2img": pipe.to(self.device)}
+        self._adapters: list[str] = []  # PEFT adapters loaded (loras.LoraFile.adapter), least recently used first
         self._scheduler_config = dict(pipe.scheduler.config)
         self.sdxl = getattr(pipe, "text_encoder_2", None) is not None
         # what the stages (latents.py) work with
@@ -120,6 +121,31 @@ class TorchBackend(LatentStages):
         self.masks = VaeImageProcessor(vae_scale_factor=self.scale, do_normalize=False, do_binarize=True,
                                        do_convert_grayscale=True)
         self._controlnets: dict = {}  # path -> loaded ControlNetModel (kept while this model is loaded)
+
+    # ----- LoRAs: PEFT adapters over the loaded weights -----------------------------------------------
+    MAX_ADAPTERS = 8  # adapters kept loaded; the least recently used others are deleted
+
+    def set_loras(self, loras: tuple) -> bool:
+        """Load the LoRAs not yet loaded as adapters and activate exactly these with their weights (diffusers'
+        set_adapters); none: the adapters are disabled. The base weights are never reloaded."""
+        pipe = self._pipes["txt2img"]
+        for lora in loras:
+            if lora.adapter in self._adapters:
+                self._adapters.remove(lora.adapter)
+            else:
+                lora_files.load_adapter(pipe, lora)
+            self._adapters.append(lora.adapter)  # most recently used last
+        if loras:
+            pipe.enable_lora()
+            pipe.set_adapters([lora.adapter for lora in loras], adapter_weights=[lora.weight for lora in loras])
+        elif self._adapters:
+            pipe.disable_lora()
+        active = {lora.adapter for lora in loras}
+        stale = [a for a in self._adapters[:-self.MAX_ADAPTERS] if a not in active]
+        if stale:
+            pipe.delete_adapters(stale)
+            self._adapters = [a for a in self._adapters if a not in stale]
+        return False
 
     @property
     def native_size(self) -> tuple[int, int]:
@@ -364,6 +390,7 @@ class TorchBackend(LatentStages):
         `blend` ((prompt, weight), ...) mixes the prompts' embeddings instead of using r.prompt."""
         if blend:
             return self._blend(pipe, r, blend)
+        r = r.replace(prompt=prompts.strip_networks(r.prompt), negative_prompt=prompts.strip_networks(r.negative_prompt))
         if r.clip_skip == 1 or getattr(pipe, "text_encoder_2", None) is not None:
             return dict(prompt=r.prompt, negative_prompt=r.negative_prompt or None,
                         clip_skip=(r.clip_skip - 1) or None)
