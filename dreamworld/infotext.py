@@ -72,8 +72,9 @@ def format_parameters(request, extra: dict | None = None) -> str:
         fields = [s for s in fields if _applies(request, s)] if _alternatives(fields) else fields
         if fields and all(_written(request, s) for s in fields):
             pairs[key] = "x".join(_text(getattr(request, s.name)) for s in fields)
+    hashes = extra.pop("ControlNet hashes", None)  # said in the units' own keys, never alone
     if getattr(request, "controlnet", None):
-        pairs.update(controlnet.infotext_pairs(request, extra.pop("ControlNet hashes", None)))
+        pairs.update(controlnet.infotext_pairs(request, hashes))
     pairs.update({k: v for k, v in (extra or {}).items() if v not in (None, "")})
     order = [k for k in INFOTEXT_ORDER if k in pairs] + [k for k in pairs if k not in INFOTEXT_ORDER]
     order = [k for k in order if k != VERSION_KEY] + ([VERSION_KEY] if VERSION_KEY in pairs else [])
