@@ -343,7 +343,7 @@ class DreamWorld:
                 progress=progress, report=(lambda: on_progress(progress)) if on_progress else (lambda: None),
                 should_stop=self._stop.is_set, init_image=init, init_stored=settings["cinema"]["init_image"],
                 video_frames=video_frames,
-                depth_model=self.depth_model)
+                depth_model=self.depth_model or _depth_hook(self.model_dirs, request))
             return renderer.run()
 
     def _resolve(self, request: Request, backend: Backend) -> Request:
@@ -445,6 +445,14 @@ def painted_mask(init: Image.Image, painted: Image.Image) -> Image.Image:
 def request_mask(request: Request, mask):
     """The mask a creation records: the request's own (a painted request's is derived again when re-run)."""
     return mask if request.mask is not None else None
+
+
+def _depth_hook(model_dirs, request):
+    """3D motion: the depth model in models/depth, when there is one (preprocessors.DepthHook)."""
+    if getattr(request, "motion", None) != "3d":
+        return None
+    from . import preprocessors
+    return preprocessors.depth_hook(model_dirs)
 
 
 def _unet_config(model) -> dict | None:
