@@ -161,6 +161,25 @@ def depth_map(image, models_dirs) -> np.ndarray:
     return np.round(depth * 255).astype(np.uint8)  # DPT's output is relative inverse depth: near is large
 
 
+class DepthHook:
+    """The cinema's 3D motion depth (cinema.transforms.DepthModel) from the depth model in models/depth:
+    relative inverse depth d in [0, 1] (near = 1) taken as distance 1 + (1 - d) (the nearest on the picture
+    plane, the farthest twice as far)."""
+
+    def __init__(self, models_dirs):
+        self.models_dirs = models_dirs
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        from PIL import Image
+        near = depth_map(Image.fromarray(np.asarray(image, dtype=np.uint8)), self.models_dirs)
+        return 1.0 + (1.0 - near.astype(np.float32) / 255.0)
+
+
+def depth_hook(models_dirs):
+    """A DepthHook if models/depth holds a depth model, else None."""
+    return DepthHook(models_dirs) if find_depth_model(models_dirs) is not None else None
+
+
 def pose_map(image, models_dirs) -> np.ndarray:
     """An OpenPose skeleton from models/openpose/body_pose_model.pth through controlnet-aux."""
     from pathlib import Path

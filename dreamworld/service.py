@@ -279,6 +279,16 @@ def _record(request, folder: Path) -> dict:
     """The request as JSON, its input files stored in the folder (inputs/) and named by absolute path."""
     record = request.to_dict()
     names = creations.INPUT_FIELDS if isinstance(request, schema.Request) else ("init_image", "video")
+    for name in names:  # every input readable before any is stored: a refused job leaves nothing behind
+        value = getattr(request, name, None)
+        if isinstance(value, (str, Path)) and name != "video":
+            try:
+                creations.open_image(value)
+            except creations.CreationError as e:
+                raise RequestError(name, f"{name}: {e}") from None
+    for unit, stored in zip(getattr(request, "controlnet", ()) or (), record.get("controlnet") or []):
+        if unit.image is not None:  # a unit's own control image is kept like the other inputs
+            stored["image"] = str((folder / creations.store_input(unit.image, folder)).resolve())
     for name in names:
         if record.get(name) is not None:
             store = creations.store_file if name == "video" else creations.store_input

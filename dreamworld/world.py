@@ -82,8 +82,45 @@ class DreamWorld:
 
     # ----- requests -----------------------------------------------------------------
     def request(self, **fields) -> Request:
-        """Validate fields over the settings' defaults into a Request."""
-        return schema.validate(fields, base=self.settings.default_request(), limits=self.settings.limits)
+        """Validate fields over the settings' defaults into a Request (ControlNet units: checked that
+        their models, images and preprocessors can be used, without loading anything)."""
+        request = schema.validate(fields, base=self.settings.default_request(), limits=self.settings.limits)
+        if request.controlnet:
+            self.check_controlnet(request)
+        return request
+
+    def check_controlnet(self, request: Request) -> None:
+        """Refuse, in one sentence, units that cannot run: a backend without ControlNet, an unknown model, a
+        ControlNet of another family than the model, an unreadable control image, a preprocessor whose
+        model is missing, no control image at all. Reads configs and headers only."""
+        from . import controlnet, preprocessors
+        backends.check(request, backends.capabilities(request.backend))
+        unet = None
+        for i, unit in enumerate(request.controlnet):
+            try:
+                info = models.find_model(self.model_dirs, unit.model, "controlnet")
+                if unet is None:
+                    unet = _unet_config(models.find_model(self.model_dirs, request.model or
+                                                          settings_module.DEFAULT_MODEL))
+                if unet is not None:
+                    controlnet.check_family(info, unet, request.model or settings_module.DEFAULT_MODEL)
+            except models.ModelError as e:
+                raise RequestError("controlnet", f"ControlNet unit {i}: {e}" if "not found" in str(e) else str(e)) \
+                    from None
+            if unit.image is not None:
+                _open(unit.image, "controlnet", self.creations_dir)
+            elif request.mode == "txt2img":
+                raise RequestError("controlnet", f"ControlNet unit {i} has no control image: give it one "
+                                                 f"(its image field) or use an input image (img2img or inpaint)")
+            if unit.preprocessor == "depth" and preprocessors.find_depth_model(self.model_dirs) is None:
+                preprocessors.depth_map(None, self.model_dirs)  # raises the sentence naming the folder
+            if unit.preprocessor == "pose":
+                try:
+                    preprocessors.pose_map(None, self.model_dirs)
+                except preprocessors.PreprocessorError:
+                    raise
+                except Exception:  # noqa: BLE001 - found the model and the package: runs at generation
+                    pass
 
     def capabilities(self, backend: str | None = None):
         return backends.capabilities(backend or self.request().backend)
@@ -377,7 +414,7 @@ class DreamWorld:
                 progress=progress, report=(lambda: on_progress(progress)) if on_progress else (lambda: None),
                 should_stop=self._stop.is_set, init_image=init, init_stored=settings["cinema"]["init_image"],
                 video_frames=video_frames,
-                depth_model=self.depth_model)
+                depth_model=self.depth_model or _depth_hook(self.model_dirs, request))
             return renderer.run()
 
     def _resolve(self, request: Request, backend: Backend) -> Request:
@@ -479,6 +516,27 @@ def painted_mask(init: Image.Image, painted: Image.Image) -> Image.Image:
 def request_mask(request: Request, mask):
     """The mask a creation records: the request's own (a painted request's is derived again when re-run)."""
     return mask if request.mask is not None else None
+
+
+def _depth_hook(model_dirs, request):
+    """3D motion: the depth model in models/depth, when there is one (preprocessors.DepthHook)."""
+    if getattr(request, "motion", None) != "3d":
+        return None
+    from . import preprocessors
+    return preprocessors.depth_hook(model_dirs)
+
+
+def _unet_config(model) -> dict | None:
+    """A model's UNet config without loading it (diffusers folder, or a single file's family config)."""
+    import json
+    try:
+        if model.format == "diffusers":
+            return json.loads((model.path / "unet" / "config.json").read_text())
+        from . import single_file
+        return json.loads((single_file.HERE / single_file.checkpoint_family(model.path) / "unet" / "config.json")
+                          .read_text())
+    except (OSError, ValueError):
+        return None  # the backend says why when it loads the model
 
 
 def _check_callback(on_progress) -> None:

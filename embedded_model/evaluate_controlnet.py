@@ -4,7 +4,7 @@
 
 For held-out scenes (the first object's colour/shape/background triple never seen in training), the
 prompt names the object and the background but no position; the control image is the Canny edge map
-of the same scene drawn at a random position. The object mask of each picture (pixels unlike the
+of the same scene drawn at a random position (DreamWorld's own generation path, Euler a, guidance 7). The object mask of each picture (pixels unlike the
 background, shapes.object_mask) is compared with the control scene's object by IoU, with the ControlNet
 (weight 1) and without it (the same prompt and seed). Prints the mean IoUs.
 """
@@ -14,10 +14,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import shapes
-from .train_controlnet import BASE, ROOT
+from .train_controlnet import ROOT
 
 
 def scenes(n: int, seed: int = 123):
@@ -37,23 +36,22 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=12)
     p.add_argument("--steps", type=int, default=20)
     a = p.parse_args(argv)
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
-    from dreamworld.preprocessors import canny_array
-    base = StableDiffusionPipeline.from_pretrained(BASE, torch_dtype=torch.float32, safety_checker=None,
-                                                   requires_safety_checker=False)
-    base.set_progress_bar_config(disable=True)
-    cn = ControlNetModel.from_pretrained(a.controlnet, torch_dtype=torch.float32)
-    pipe = StableDiffusionControlNetPipeline.from_pipe(base, controlnet=cn)
-    pipe.set_progress_bar_config(disable=True)
+    import tempfile
+    import shutil
+    from dreamworld import DreamWorld
+    from dreamworld.settings import Settings
+    tmp = Path(tempfile.mkdtemp(prefix="dreamworld-eval-cn-"))
+    (tmp / "models" / "ControlNet").mkdir(parents=True)
+    shutil.copytree(a.controlnet, tmp / "models" / "ControlNet" / "under-test")
+    world = DreamWorld(settings=Settings(), models_dir=tmp / "models", creations_dir=tmp / "creations")
     with_cn, without = [], []
     for k, (scene, caption) in enumerate(scenes(a.n)):
         target = shapes.object_mask(shapes.render_pil([scene])[0], scene.background)
-        edges = canny_array(np.asarray(shapes.render_pil([scene])[0]), 100, 200)
-        from PIL import Image
-        control = Image.fromarray(np.repeat(edges[..., None], 3, 2))
-        g = lambda: torch.Generator().manual_seed(k)  # noqa: E731
-        img_cn = pipe(caption, image=control, num_inference_steps=a.steps, height=128, width=128, generator=g()).images[0]
-        img = base(caption, num_inference_steps=a.steps, height=128, width=128, generator=g()).images[0]
+        shapes.render_pil([scene])[0].save(tmp / "control.png")
+        unit = {"preprocessor": "canny", "model": "under-test", "image": str(tmp / "control.png")}
+        common = dict(prompt=caption, seed=k, steps=a.steps, width=128, height=128)
+        img_cn = world.create(**common, controlnet=[unit]).images[0]
+        img = world.create(**common).images[0]
         for image, store in ((img_cn, with_cn), (img, without)):
             m = shapes.object_mask(image, scene.background)
             store.append((m & target).sum() / max(1, (m | target).sum()))

@@ -51,6 +51,8 @@ POOL = 6
 REFILL_EVERY = 6
 # the conditioning embedding (128x128 -> 16x16); smaller than diffusers' default (16, 32, 96, 256),
 # which would cost more than the whole tiny UNet at this size
+ZERO_LAYERS = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+ZERO_LR_MULT = 5.0
 HIGH_T_P = 0.5  # share of timesteps drawn from the noisier half, where the layout is decided
 COND_CHANNELS = (8, 16, 32, 64)
 
@@ -86,6 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--batch", type=int, default=BATCH)
     p.add_argument("--lr", type=float, default=LR)
+    p.add_argument("--zero-lr-mult", type=float, default=ZERO_LR_MULT,
+                   help="learning-rate multiple of the zero-initialised layers")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--resume", action="store_true")
@@ -118,7 +122,14 @@ class Run:
         self.controlnet = ControlNetModel.from_unet(self.unet, conditioning_embedding_out_channels=COND_CHANNELS)
         self.controlnet.train()
         self.params = [p for p in self.controlnet.parameters()]
-        self.opt = torch.optim.AdamW(self.params, lr=args.lr, weight_decay=0.0)
+        # The zero-initialised layers (the zero convolutions and the conditioning embedding's last
+        # convolution) learn ZERO_LR_MULT times faster: the control signal reaches the UNet only through
+        # them, and at the base rate they grew too slowly for a short CPU run.
+        zero = [p for n, p in self.controlnet.named_parameters() if n.startswith(ZERO_LAYERS)]
+        ids = {id(p) for p in zero}
+        self.groups = [(1.0, [p for p in self.params if id(p) not in ids]), (args.zero_lr_mult, zero)]
+        self.opt = torch.optim.AdamW([{"params": ps, "lr": args.lr * m} for m, ps in self.groups],
+                                     weight_decay=0.0)
         self.ema = [p.detach().clone() for p in self.params]
         self.alphas_cumprod = DDPMScheduler(**architecture.SCHEDULE).alphas_cumprod
         self.step = 0
@@ -163,8 +174,8 @@ class Run:
         a = self.args
         b = a.batch
         lr = lr_at(self.step, a.steps, a.lr, warmup=WARMUP)
-        for g in self.opt.param_groups:
-            g["lr"] = lr
+        for g, (mult, _) in zip(self.opt.param_groups, self.groups):
+            g["lr"] = lr * mult
         if self.step % REFILL_EVERY == 0:
             self.refill(REFILL_EVERY * b // REUSE)
         idx = torch.randint(len(self.pool_latents), (b,))
@@ -214,7 +225,10 @@ class Run:
         state = torch.load(self.out / "ckpt.pt", map_location="cpu", weights_only=False)
         self.step = state["step"]
         self.controlnet.load_state_dict(state["controlnet"])
-        self.opt.load_state_dict(state["opt"])
+        try:
+            self.opt.load_state_dict(state["opt"])
+        except ValueError:  # a checkpoint of the first recipe (one parameter group): fresh optimizer state
+            print("optimizer state restarted (parameter groups changed)", file=sys.stderr)
         self.ema = state["ema"]
         self.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])

@@ -885,3 +885,31 @@ def test_the_parts_tab_runs_the_stages_and_creations_names_the_parts(page, serve
     expect(said).to_contain_text("Added walk_state1.tiff")
     expect(page.locator("#parts-state input")).to_have_value("walk_state1.tiff")
     assert (server.creations / "parts" / "walk_state1.tiff").read_bytes() == by_parts.read_bytes()
+
+
+def test_controlnet_panel_previews_guides_and_hides_on_tensorflow(page, server, tmp_path):
+    from PIL import ImageDraw
+    control = tmp_path / "shape.png"
+    shape = Image.new("RGB", (128, 128), "black")
+    ImageDraw.Draw(shape).ellipse((12, 40, 60, 88), fill="white")
+    shape.save(control)
+    panel = page.locator("#controlnet-panel")
+    expect(panel).to_be_visible()  # torch can do ControlNet
+    panel.get_by_text("ControlNet", exact=True).first.click()
+    page.locator("#cn0-image input[type=file]").set_input_files(control)
+    expect(page.locator("#cn0-image img")).to_be_visible()
+    page.locator("#cn0-preview-button").click()
+    expect(page.locator("#cn0-preview img")).to_be_visible()  # the canny edges of the shape
+    page.locator("#cn0-enabled input[type=checkbox]").check()
+    before = server.files()
+    fill(page, prompt="a red circle on a blue background", seed=4, width=128, height=128, steps=4)
+    generate(page)
+    [image] = new_images(server, before)
+    data = read_creation(image)
+    assert 'ControlNet 0: "Module: canny, Model: control_dreamworld_edges [' in data["parameters"]
+    [unit] = data["request"]["controlnet"]
+    assert unit["image"].startswith("inputs/") and unit["model"] == "control_dreamworld_edges"
+
+    page.get_by_text("Advanced", exact=True).click()
+    choose(page, "backend", "tensorflow")
+    expect(panel).to_be_hidden(timeout=60_000)  # TensorFlow declares no ControlNet

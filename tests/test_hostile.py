@@ -142,6 +142,40 @@ ISSUE_17 = [
      {"x_state2.tiff": b"II*\x00", "x_text.tiff": b"II*\x00"}, "is not a TIFF file, or it is damaged"),
 ]
 
+
+def _sd15_controlnet_config(tmp) -> bytes:
+    return (PROJECT_DIR / "dreamworld" / "model_configs" / "controlnet-sd15" / "config.json").read_bytes()
+
+
+CN = ["--steps", "2", "--mode", "img2img", "--init-image", "{tmp}/x.png"]
+ISSUE_15 = [
+    ("controlnet-unknown-model", ["generate", "--prompt", "x", "--controlnet", "canny:nope", *CN], {"x.png": _png()},
+     "error: ControlNet unit 0: controlnet 'nope' was not found; available: "),
+    ("controlnet-unknown-preprocessor", ["generate", "--prompt", "x", "--controlnet", "cany:control_dreamworld_edges",
+                                         *CN], {"x.png": _png()},
+     "error: controlnet: preprocessor must be one of 'none', 'canny', "),
+    ("controlnet-corrupt-control-image", ["generate", "--prompt", "x", "--controlnet",
+                                          "canny:control_dreamworld_edges:1:0:1:{tmp}/bad.png", *CN],
+     {"x.png": _png(), "bad.png": b"not an image"}, "error: controlnet: cannot read 'bad.png' as an image"),
+    ("controlnet-of-another-family", ["generate", "--prompt", "x", "--controlnet", "canny:sd15-canny",
+                                      "--models-dir", "{tmp}/models", *CN],
+     {"x.png": _png(), "models/ControlNet/sd15-canny/config.json": _sd15_controlnet_config},
+     "error: ControlNet 'sd15-canny' is for SD 1.x models and cannot guide 'dreamworld-tiny', which is a custom"),
+    ("controlnet-depth-without-a-depth-model", ["generate", "--prompt", "x", "--controlnet",
+                                                "depth:control_dreamworld_edges", "--models-dir", "{tmp}/models", *CN],
+     {"x.png": _png(), "models/Stable-diffusion/.keep": b""},
+     "error: the depth preprocessor needs a depth model (a transformers DPT or Depth-Anything folder) in "),
+    ("controlnet-on-tensorflow", ["generate", "--prompt", "x", "--backend", "tensorflow", "--controlnet",
+                                  "canny:control_dreamworld_edges", *CN], {"x.png": _png()},
+     "error: backend 'tensorflow' cannot do ControlNet; remove the ControlNet units or use backend 'torch'"),
+    ("controlnet-without-a-control-image", ["generate", "--prompt", "x", "--steps", "2", "--controlnet",
+                                            "canny:control_dreamworld_edges"], {},
+     "error: ControlNet unit 0 has no control image: give it one"),
+    ("painted-not-an-image", ["generate", "--prompt", "x", "--steps", "2", "--mode", "inpaint", "--init-image",
+                              "{tmp}/x.png", "--painted", "{tmp}/bad.png"], {"x.png": _png(), "bad.png": b"junk"},
+     "error: painted: cannot read 'bad.png' as an image"),
+]
+
 CASES = [
     # id, argv, files, words
     ("unknown-flag", ["generate", "--prompt", "x", "--stepz", "3"], {}, "unrecognized arguments: --stepz"),
@@ -160,6 +194,7 @@ CASES = [
     *ISSUE_16,
     *ISSUE_14,
     *ISSUE_17,
+    *ISSUE_15,
 ]
 
 

@@ -36,7 +36,7 @@ def api_name(spec) -> str:
 
 
 def _field(spec) -> tuple[Any, Any]:
-    kind = list[spec.type] if spec.kind == "list" else spec.type
+    kind = list[spec.type] if spec.kind == "list" else list[dict | str] if spec.kind == "units" else spec.type
     if spec.kind == "image":
         kind = str  # base64 in the API
     ranged = {} if spec.kind else {"ge": spec.min, "le": spec.max}
