@@ -18,7 +18,7 @@ from .conftest import files_in, pixels
 
 EDGES = "control_dreamworld_edges"
 # The shipped ControlNet is under-trained (models/ControlNet/README.md): these check what it draws.
-UNDER_TRAINED = pytest.mark.xfail(reason="control_dreamworld_edges is under-trained (about 270 steps): it does "
+UNDER_TRAINED = pytest.mark.xfail(reason="control_dreamworld_edges is under-trained (284 steps): it does "
                                          "not yet follow its control; see models/ControlNet/README.md", strict=False)
 SIZE = dict(width=128, height=128)
 STEPS = 10
