@@ -189,19 +189,7 @@ class DreamWorld:
             result = Result(request=request)
             self.progress = progress = Progress(images=len(request.image_seeds()), steps=request.steps)
 
-            began = time.monotonic()
-
-            def on_step(step, steps):
-                nonlocal began
-                now = time.monotonic()
-                if step <= 1:
-                    began, progress.eta = now, None
-                else:
-                    progress.eta = (now - began) / (step - 1) * (steps - step)
-                progress.step, progress.steps = step, steps
-                if on_progress:
-                    on_progress(progress)
-
+            on_step = _step_reporter(progress, on_progress)
             on_latents = self._previewer(backend, request, progress) if on_progress else None
 
             for i, seed in enumerate(request.image_seeds()):
@@ -389,3 +377,20 @@ def _open(value, field_name: str, creations_dir: Path) -> Image.Image:
 
 
 __all__ = ["DreamWorld", "Progress", "Result", "BackendError", "RequestError"]
+
+
+def _step_reporter(progress: Progress, on_progress: Callable[[Progress], None] | None):
+    """A Job.on_step that keeps progress's step and time left (from the steps so far; the first is a warm-up)."""
+    began = time.monotonic()
+
+    def on_step(step: int, steps: int) -> None:
+        nonlocal began
+        now = time.monotonic()
+        if step <= 1:
+            began, progress.eta = now, None
+        else:
+            progress.eta = (now - began) / (step - 1) * (steps - step)
+        progress.step, progress.steps = step, steps
+        if on_progress:
+            on_progress(progress)
+    return on_step
