@@ -12,7 +12,7 @@ from typing import Callable
 
 from PIL import Image
 
-from . import __version__, backends, creations, files, hires, infotext, loras, models, schema
+from . import __version__, backends, creations, embeddings, files, hires, infotext, loras, models, schema
 from . import settings as settings_module
 from .cinema import planning, preview, render, runs, video
 from .backends.base import Backend, BackendError, Interrupted, Job
@@ -69,6 +69,7 @@ class DreamWorld:
         self._key: dict | None = None
         self._graph: dict = {}
         self._loras: tuple = ()  # the LoRAs applied to the loaded backend (loras.LoraFile)
+        self._embeddings: tuple = ()  # the embeddings the last request used (embeddings.Embedding)
         self._lock = threading.RLock()  # one generation at a time
         self._stop = threading.Event()
         self.progress = Progress()
@@ -117,7 +118,19 @@ class DreamWorld:
         lora field and <lora:...> tags) are applied to the loaded model (set_loras)."""
         backend = self._compile(request)
         self._set_loras(request, backend)
+        self._set_embeddings(request, backend)
         return backend
+
+    def _set_embeddings(self, request: Request, backend: Backend) -> None:
+        """The textual-inversion embeddings the prompts use, checked against the model and handed to it."""
+        used = embeddings.used(self.model_dirs, [("prompt", request.prompt),
+                                                 ("negative_prompt", request.negative_prompt)])
+        try:
+            embeddings.check(used, backend.model_name, backend.family, backend.text_width)
+        except models.ModelError as e:
+            raise RequestError("prompt", str(e)) from None
+        backend.set_embeddings(used)
+        self._embeddings = used
 
     def _set_loras(self, request: Request, backend: Backend) -> None:
         """Apply the request's LoRAs if they differ from the loaded ones: refused by name (unknown, damaged,
@@ -249,8 +262,8 @@ class DreamWorld:
             return result
 
     def hashes(self) -> dict:
-        """A1111's `Lora hashes` of the applied LoRAs, for the parameters text."""
-        return {"Lora hashes": loras.hashes_text(self._loras)}
+        """A1111's `Lora hashes` and `TI hashes` of the LoRAs and embeddings in use, for the parameters text."""
+        return {"Lora hashes": loras.hashes_text(self._loras), "TI hashes": embeddings.hashes_text(self._embeddings)}
 
     def upscale(self, path, scale: float = 2, upscaler: str = "Lanczos", device: str | None = None) -> Path:
         """A new creation: the image file `path` upscaled `scale` times (dreamworld/upscalers.py)."""

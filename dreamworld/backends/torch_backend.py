@@ -93,6 +93,7 @@ class TorchBackend(LatentStages):
         # An inpainting UNet (latents + mask + masked image in) serves only the inpaint mode.
         self.inpainting_only = pipe.unet.config.in_channels == 9
         self._pipes = {"txt2img": pipe.to(self.device)}
+        self._sdxl_tokens: set[str] = set()  # SDXL: embeddings loaded into the tokenizers
         self._adapters: list[str] = []  # PEFT adapters loaded (loras.LoraFile.adapter), least recently used first
         self._scheduler_config = dict(pipe.scheduler.config)
         self.sdxl = getattr(pipe, "text_encoder_2", None) is not None
@@ -218,6 +219,22 @@ class TorchBackend(LatentStages):
         return noise.float().numpy()
 
     # ----- the stages' hooks (latents.py) ---------------------------------------------------------
+    def set_embeddings(self, embeddings: tuple) -> None:
+        """SDXL runs on diffusers' pipelines: its embeddings are loaded into both tokenizers and text encoders
+        as diffusers' load_textual_inversion does (a new token per vector, once per embedding)."""
+        super().set_embeddings(embeddings)
+        if not self.sdxl:
+            return
+        pipe = self._pipes["txt2img"]
+        for e in embeddings:
+            if e.name in self._sdxl_tokens:
+                continue
+            for key, encoder, tokenizer in (("clip_l", pipe.text_encoder, pipe.tokenizer),
+                                            ("clip_g", pipe.text_encoder_2, pipe.tokenizer_2)):
+                pipe.load_textual_inversion(torch.from_numpy(e.vectors[key]), token=e.name, text_encoder=encoder,
+                                            tokenizer=tokenizer)
+            self._sdxl_tokens.add(e.name)
+
     def _refuse_sdxl(self) -> None:
         if self.sdxl:
             raise BackendError(f"model {self.model_name!r} is an SDXL model, which cannot be run by parts yet")
@@ -231,9 +248,25 @@ class TorchBackend(LatentStages):
             ids = torch.from_numpy(ids).to(pipe.text_encoder.device)
             return self._encode_ids(pipe.text_encoder, ids, clip_skip).float().cpu().numpy()
 
+        def encode_with(ids: np.ndarray, vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            """The encoder with an embedding's vectors in place of the token vectors where `mask` is set."""
+            table = pipe.text_encoder.get_input_embeddings()
+            where = torch.from_numpy(mask).to(table.weight.device)
+            put = torch.from_numpy(vectors).to(table.weight.device, table.weight.dtype)
+
+            def hook(module, inputs, output):
+                return torch.where(where[..., None], put, output)
+
+            handle = table.register_forward_hook(hook)
+            try:
+                return encode(ids)
+            finally:
+                handle.remove()
+
         return prompts.TextEncoder(
             tokenize=lambda text: tokenizer(text, add_special_tokens=False, verbose=False).input_ids,
-            encode=encode, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
+            encode=encode, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id,
+            embeddings=self.embedding_vectors("sd"), encode_with=encode_with)
 
     def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray) -> torch.Tensor:
         pipe, dtype = self._pipes["txt2img"], DTYPES[self.precision]
