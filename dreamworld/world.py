@@ -12,7 +12,7 @@ from typing import Callable
 
 from PIL import Image
 
-from . import __version__, backends, creations, files, hires, infotext, models, previews, schema
+from . import __version__, backends, creations, embeddings, files, hires, infotext, loras, models, previews, schema
 from . import settings as settings_module
 from .cinema import planning, preview, render, runs, video
 from .backends.base import Backend, BackendError, Interrupted, Job
@@ -72,6 +72,8 @@ class DreamWorld:
         self.backend: Backend | None = None
         self._key: dict | None = None
         self._graph: dict = {}
+        self._loras: tuple = ()  # the LoRAs applied to the loaded backend (loras.LoraFile)
+        self._embeddings: tuple = ()  # the embeddings the last request used (embeddings.Embedding)
         self._lock = threading.RLock()  # one generation at a time
         self._stop = threading.Event()
         self.progress = Progress()
@@ -117,7 +119,48 @@ class DreamWorld:
         """Load the backend for the request's key variables, reusing the loaded one if they match.
 
         Beyond the schema's key fields, a backend may name fields its compiled graph fixes (graph_key):
-        a change of those makes the graphs again over the loaded weights."""
+        a change of those makes the graphs again over the loaded weights. Then the request's LoRAs (its
+        lora field and <lora:...> tags) are applied to the loaded model (set_loras)."""
+        backend = self._compile(request)
+        self._set_loras(request, backend)
+        self._set_embeddings(request, backend)
+        return backend
+
+    def _set_embeddings(self, request: Request, backend: Backend) -> None:
+        """The textual-inversion embeddings the prompts use, checked against the model and handed to it."""
+        used = embeddings.used(self.model_dirs, [("prompt", request.prompt),
+                                                 ("negative_prompt", request.negative_prompt)])
+        try:
+            embeddings.check(used, backend.model_name, backend.family, backend.text_width)
+        except models.ModelError as e:
+            raise RequestError("prompt", str(e)) from None
+        backend.set_embeddings(used)
+        self._embeddings = used
+
+    def _set_loras(self, request: Request, backend: Backend) -> None:
+        """Apply the request's LoRAs if they differ from the loaded ones: refused by name (unknown, damaged,
+        another model family) before anything is generated. A backend that rebuilds weights for them
+        (TensorFlow merges them) logs a `compile:` line; torch swaps PEFT adapters and logs none."""
+        wanted = loras.resolve(self.model_dirs, loras.wanted(request))
+        if wanted == self._loras:
+            return
+        if wanted and not backend.capabilities().lora:
+            raise RequestError("lora", f"backend {request.backend!r} cannot use LoRAs")
+        try:
+            loras.check(wanted, backend.model_name, backend.family, backend.text_width)
+        except models.ModelError as e:
+            raise RequestError("lora", str(e)) from None
+        started = time.monotonic()
+        try:
+            rebuilt = backend.set_loras(wanted)
+        except models.ModelError as e:
+            raise RequestError("lora", str(e)) from None
+        self._loras = wanted
+        if rebuilt:
+            log.info("compile: backend=%s model=%s changed=lora (%.1f s)", request.backend, self._key["model"],
+                     time.monotonic() - started)
+
+    def _compile(self, request: Request) -> Backend:
         model_name = request.model or settings_module.DEFAULT_MODEL
         key = {name: getattr(request, name) for name in schema.KEY_FIELDS} | {"model": model_name}
         cls = backends.backend_class(request.backend)
@@ -140,6 +183,7 @@ class DreamWorld:
         changed = "first load" if self._key is None else ",".join(k for k in key if self._key[k] != key[k])
         self.release()
         started = time.monotonic()
+        self._loras = ()
         self.backend = cls(backends.LoadSpec(model, vae, request.device, request.precision, request.jit))
         graph = _graph_key(cls, request, self.backend)
         if graph:
@@ -153,7 +197,7 @@ class DreamWorld:
         """Free the loaded backend's memory."""
         if self.backend is not None:
             self.backend.close()
-            self.backend, self._key, self._graph = None, None, {}
+            self.backend, self._key, self._graph, self._loras = None, None, {}, ()
 
     # ----- generating ---------------------------------------------------------------
     def create(self, on_progress: Callable[[Progress], None] | None = None, **fields) -> Result:
@@ -218,6 +262,7 @@ class DreamWorld:
                     result.interrupted = True
                     break
                 text = infotext.format_parameters(job.request, {"Model hash": model.hash,
+                                                                **self.hashes(),
                                                                 "Version": f"dreamworld {__version__}"})
                 path = creations.save_creation(image, job.request, parameters=text, creations_dir=folder,
                                                index_hint=label(i) if label else "")
@@ -252,6 +297,10 @@ class DreamWorld:
                 progress.preview = previews.picture(latents, mapping, (request.width, request.height))
 
         return on_latents
+
+    def hashes(self) -> dict:
+        """A1111's `Lora hashes` and `TI hashes` of the LoRAs and embeddings in use, for the parameters text."""
+        return {"Lora hashes": loras.hashes_text(self._loras), "TI hashes": embeddings.hashes_text(self._embeddings)}
 
     def upscale(self, path, scale: float = 2, upscaler: str = "Lanczos", device: str | None = None) -> Path:
         """A new creation: the image file `path` upscaled `scale` times (dreamworld/upscalers.py)."""
