@@ -108,7 +108,7 @@ def used(model_dirs, texts) -> tuple[Embedding, ...]:
                                                f"available: {shown}")
             names.append(name)
         if available:
-            names += [m.group(0) for m in words(available).finditer(text or "")]
+            names += [m.group(1) for m in words(available).finditer(text or "")]
     return tuple(load(available[n]) for n in dict.fromkeys(names))
 
 
