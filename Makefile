@@ -10,7 +10,7 @@ run: install
 	$(PY) app.py
 
 test: install-dev
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

@@ -46,8 +46,8 @@ def files_in(folder: Path) -> set[Path]:
     return {p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(QUEUE_FILE)}
 
 
-# `make test` runs the files on two workers (pytest-xdist, --dist loadfile): the longest files start first,
-# so that no long one is left to run alone at the end.
+# With two workers (`pytest -n 2 --dist loadfile`, pytest-xdist) the longest files start first, so that no
+# long one is left to run alone at the end.
 LONGEST_FIRST = ("test_gui.py", "test_tensorflow.py", "test_single_file.py", "test_cli.py", "test_parts.py",
                  "test_hostile.py", "test_world.py", "test_cinema.py", "test_pictures.py", "test_api.py")
 
