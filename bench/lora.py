@@ -1,6 +1,6 @@
 """What switching LoRAs costs on each backend, on the embedded model with the shipped outline LoRA.
 
-    python bench/lora.py [--backend torch|tensorflow|both] [--repeats 5] [--size 64] [--steps 4]
+    python bench/lora.py [--backend torch|tensorflow|both] [--repeats 5] [--size 64] [--steps 4] [--threads N]
 
 In one process per backend, after a warm-up: the time of an image with no change (the baseline), and of an
 image right after each kind of LoRA change: LoRA on (first time: the file is read and, on TensorFlow, its
@@ -67,7 +67,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
     a = p.parse_args()
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
     for backend in (("torch", "tensorflow") if a.backend == "both" else (a.backend,)):
         bench(backend, a.repeats, a.size, a.steps)
 
