@@ -84,6 +84,8 @@ class Request:
                             "(A1111's NGMS; 0 = never): faster, a little less guided")
     model: str = spec(str, "", key=True, models="checkpoint", infotext="Model",
                       help="model name in models/ (default: from settings)")
+    lora: tuple = spec(float, (), kind="pairs", min=-10.0, max=10.0, label="LoRAs", group="advanced",
+                       help="LoRAs from models/Lora with their weights (as <lora:name:weight> in the prompt does)")
     vae: str = spec(str, "", key=True, models="vae", label="VAE", infotext="VAE", group="advanced",
                     help="VAE name in models/VAE (default: the model's own)")
     backend: str = spec(str, "torch", choices=BACKENDS, key=True, group="advanced", help="generation engine")

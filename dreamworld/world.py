@@ -6,59 +6,21 @@ import random
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image
 
-from . import __version__, backends, creations, files, hires, infotext, models, previews, schema
+from . import __version__, backends, creations, embeddings, files, hires, infotext, loras, models, previews, schema
 from . import settings as settings_module
 from .cinema import planning, preview, render, runs, video
 from .backends.base import Backend, BackendError, Interrupted, Job
 from .errors import RequestError
+from .progress import Progress, Result, step_reporter
 from .schema import Request
 
 log = logging.getLogger("dreamworld")
 PREVIEW_INTERVAL = 0.5  # seconds between two live previews (the GUI looks twice a second)
-
-
-
-@dataclass
-class Progress:
-    image: int = 0  # 1-based index of the image being made
-    images: int = 0
-    step: int = 0
-    steps: int = 0
-    frame: int = 0  # cinema: 1-based index of the frame being made
-    frames: int = 0
-    latest: str | None = None  # the last image (cinema: frame) saved
-    preview: Image.Image | None = None  # the image being made, as its latents look now (previews.py)
-    eta: float | None = None  # seconds left for the image being made, from its pace so far
-
-    @property
-    def fraction(self) -> float:
-        count, index = (self.frames, self.frame) if self.frames else (self.images, self.image)
-        if not count:
-            return 0.0
-        within = self.step / self.steps if self.steps else 0.0
-        return min(1.0, (index - 1 + within) / count)
-
-    def describe(self) -> str:
-        left = f", about {self.eta:.0f} s left" if self.eta is not None else ""
-        if self.frames:
-            return f"frame {self.frame} of {self.frames}, step {self.step} of {self.steps}"
-        return f"image {self.image} of {self.images}, step {self.step} of {self.steps}{left}"
-
-
-@dataclass
-class Result:
-    request: Request  # resolved: concrete seed, size and model
-    paths: list[Path] = field(default_factory=list)
-    images: list[Image.Image] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
-    parameters: list[str] = field(default_factory=list)
-    interrupted: bool = False
 
 
 class DreamWorld:
@@ -72,6 +34,8 @@ class DreamWorld:
         self.backend: Backend | None = None
         self._key: dict | None = None
         self._graph: dict = {}
+        self._loras: tuple = ()  # the LoRAs applied to the loaded backend (loras.LoraFile)
+        self._embeddings: tuple = ()  # the embeddings the last request used (embeddings.Embedding)
         self._lock = threading.RLock()  # one generation at a time
         self._stop = threading.Event()
         self.progress = Progress()
@@ -117,7 +81,48 @@ class DreamWorld:
         """Load the backend for the request's key variables, reusing the loaded one if they match.
 
         Beyond the schema's key fields, a backend may name fields its compiled graph fixes (graph_key):
-        a change of those makes the graphs again over the loaded weights."""
+        a change of those makes the graphs again over the loaded weights. Then the request's LoRAs (its
+        lora field and <lora:...> tags) are applied to the loaded model (set_loras)."""
+        backend = self._compile(request)
+        self._set_loras(request, backend)
+        self._set_embeddings(request, backend)
+        return backend
+
+    def _set_embeddings(self, request: Request, backend: Backend) -> None:
+        """The textual-inversion embeddings the prompts use, checked against the model and handed to it."""
+        used = embeddings.used(self.model_dirs, [("prompt", request.prompt),
+                                                 ("negative_prompt", request.negative_prompt)])
+        try:
+            embeddings.check(used, backend.model_name, backend.family, backend.text_width)
+        except models.ModelError as e:
+            raise RequestError("prompt", str(e)) from None
+        backend.set_embeddings(used)
+        self._embeddings = used
+
+    def _set_loras(self, request: Request, backend: Backend) -> None:
+        """Apply the request's LoRAs if they differ from the loaded ones: refused by name (unknown, damaged,
+        another model family) before anything is generated. A backend that rebuilds weights for them
+        (TensorFlow merges them) logs a `compile:` line; torch swaps PEFT adapters and logs none."""
+        wanted = loras.resolve(self.model_dirs, loras.wanted(request))
+        if wanted == self._loras:
+            return
+        if wanted and not backend.capabilities().lora:
+            raise RequestError("lora", f"backend {request.backend!r} cannot use LoRAs")
+        try:
+            loras.check(wanted, backend.model_name, backend.family, backend.text_width)
+        except models.ModelError as e:
+            raise RequestError("lora", str(e)) from None
+        started = time.monotonic()
+        try:
+            rebuilt = backend.set_loras(wanted)
+        except models.ModelError as e:
+            raise RequestError("lora", str(e)) from None
+        self._loras = wanted
+        if rebuilt:
+            log.info("compile: backend=%s model=%s changed=lora (%.1f s)", request.backend, self._key["model"],
+                     time.monotonic() - started)
+
+    def _compile(self, request: Request) -> Backend:
         model_name = request.model or settings_module.DEFAULT_MODEL
         key = {name: getattr(request, name) for name in schema.KEY_FIELDS} | {"model": model_name}
         cls = backends.backend_class(request.backend)
@@ -140,6 +145,7 @@ class DreamWorld:
         changed = "first load" if self._key is None else ",".join(k for k in key if self._key[k] != key[k])
         self.release()
         started = time.monotonic()
+        self._loras = ()
         self.backend = cls(backends.LoadSpec(model, vae, request.device, request.precision, request.jit))
         graph = _graph_key(cls, request, self.backend)
         if graph:
@@ -153,7 +159,7 @@ class DreamWorld:
         """Free the loaded backend's memory."""
         if self.backend is not None:
             self.backend.close()
-            self.backend, self._key, self._graph = None, None, {}
+            self.backend, self._key, self._graph, self._loras = None, None, {}, ()
 
     # ----- generating ---------------------------------------------------------------
     def create(self, on_progress: Callable[[Progress], None] | None = None, **fields) -> Result:
@@ -189,7 +195,7 @@ class DreamWorld:
             result = Result(request=request)
             self.progress = progress = Progress(images=len(request.image_seeds()), steps=request.steps)
 
-            on_step = _step_reporter(progress, on_progress)
+            on_step = step_reporter(progress, on_progress)
             on_latents = self._previewer(backend, request, progress) if on_progress else None
 
             for i, seed in enumerate(request.image_seeds()):
@@ -206,6 +212,7 @@ class DreamWorld:
                     result.interrupted = True
                     break
                 text = infotext.format_parameters(job.request, {"Model hash": model.hash,
+                                                                **self.hashes(),
                                                                 "Version": f"dreamworld {__version__}"})
                 path = creations.save_creation(image, job.request, parameters=text, creations_dir=folder,
                                                index_hint=label(i) if label else "")
@@ -240,6 +247,10 @@ class DreamWorld:
                 progress.preview = previews.picture(latents, mapping, (request.width, request.height))
 
         return on_latents
+
+    def hashes(self) -> dict:
+        """A1111's `Lora hashes` and `TI hashes` of the LoRAs and embeddings in use, for the parameters text."""
+        return {"Lora hashes": loras.hashes_text(self._loras), "TI hashes": embeddings.hashes_text(self._embeddings)}
 
     def upscale(self, path, scale: float = 2, upscaler: str = "Lanczos", device: str | None = None) -> Path:
         """A new creation: the image file `path` upscaled `scale` times (dreamworld/upscalers.py)."""
@@ -377,20 +388,3 @@ def _open(value, field_name: str, creations_dir: Path) -> Image.Image:
 
 
 __all__ = ["DreamWorld", "Progress", "Result", "BackendError", "RequestError"]
-
-
-def _step_reporter(progress: Progress, on_progress: Callable[[Progress], None] | None):
-    """A Job.on_step that keeps progress's step and time left (from the steps so far; the first is a warm-up)."""
-    began = time.monotonic()
-
-    def on_step(step: int, steps: int) -> None:
-        nonlocal began
-        now = time.monotonic()
-        if step <= 1:
-            began, progress.eta = now, None
-        else:
-            progress.eta = (now - began) / (step - 1) * (steps - step)
-        progress.step, progress.steps = step, steps
-        if on_progress:
-            on_progress(progress)
-    return on_step

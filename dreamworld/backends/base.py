@@ -42,6 +42,7 @@ class Capabilities:
     latent_walk: bool = False  # Job.noise, Job.prompt_blend and Backend.initial_noise (cinema's dream motion)
     jit: bool = False  # the request's jit field (XLA compilation) is honoured
     parts: bool = False  # the stages below (encode_prompt, denoise, decode_latents, encode_image)
+    lora: bool = False  # set_loras (the request's lora field and <lora:...> tags)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,27 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, job: Job) -> Image.Image:
         """Make one image; raise Interrupted if job.should_stop() turned true."""
+
+    def set_loras(self, loras: tuple) -> bool:
+        """Apply these LoRAs (dreamworld.loras.LoraFile, with their weights) in place of the applied ones,
+        keeping the base model loaded; True if weights or graphs were rebuilt (the controller logs it)."""
+        if loras:
+            raise BackendError(f"backend {self.name!r} cannot use LoRAs")
+        return False
+
+    def set_embeddings(self, embeddings: tuple) -> None:
+        """Use these textual-inversion embeddings (dreamworld.embeddings.Embedding) for the words they name."""
+        self.embeddings = tuple(embeddings)
+
+    def embedding_vectors(self, encoder: str = "sd") -> dict:
+        """word -> vectors of the embeddings in use, for one text encoder."""
+        return {e.name: e.for_encoder(encoder) for e in getattr(self, "embeddings", ())
+                if e.for_encoder(encoder) is not None}
+
+    @property
+    def text_width(self) -> int:
+        """The width of the text features the UNet attends to (a LoRA's cross-attention must take it)."""
+        return 0
 
     def initial_noise(self, seed: int, width: int, height: int):
         """The initial latent noise (a float32 numpy array) of a txt2img generation with this seed."""

@@ -84,7 +84,7 @@ class TensorflowBackend(LatentStages):
         return Capabilities(
             modes=MODES, schedulers=tuple(samplers.SCHEDULERS), devices=available_devices(),
             precisions=precisions_on(available_devices(), supported_precisions),
-            size_multiple=SIZE_MULTIPLE, latent_walk=True, jit=True, parts=True)  # SD 1.x and 2.x (SDXL runs on torch); bf16/fp16 are Keras mixed precision
+            size_multiple=SIZE_MULTIPLE, latent_walk=True, jit=True, parts=True, lora=True)  # SD 1.x and 2.x (SDXL runs on torch); bf16/fp16 are Keras mixed precision
 
     @classmethod
     def graph_key(cls, request) -> dict:
@@ -108,6 +108,9 @@ class TensorflowBackend(LatentStages):
                                + ", ".join(supported_precisions(self.device)))
         self.jit = spec.jit
         self.model_name = model.name
+        self._model, self._vae = model, vae
+        self._lora_keys: set[tuple[str, str]] = set()  # (part, key) of the weights LoRAs have changed
+        self._deltas: dict[str, dict] = {}  # LoRA hash -> its deltas (loras.deltas)
         self._tf_device = "/GPU:0" if self.device == "cuda" else "/CPU:0"
         meta, states = _read_converted(model, vae)
         policy = POLICIES[self.precision]
@@ -139,6 +142,75 @@ class TensorflowBackend(LatentStages):
         self.inpainting_only = self.unet_config["in_channels"] == 9
         self._text_fns: dict[int, object] = {}
         self.recompile({})
+
+    # ----- LoRAs: merged into the converted weights ------------------------------------------
+    def set_loras(self, loras: tuple) -> bool:
+        """Set every weight a LoRA changes (now or before) to base + sum(weight * delta): the weights of the
+        loaded networks change in place, the graphs read them as they are. Each LoRA's deltas are computed
+        once per model by diffusers (loras.deltas) and cached beside the converted weights, keyed by the
+        model's and the LoRA file's hashes."""
+        wanted = [(lora.weight, self._lora_deltas(lora)) for lora in loras]
+        keys = self._lora_keys | {(part, key) for _, d in wanted for part, state in d.items() for key in state}
+        base = self._base_arrays(keys)
+        merged: dict[str, dict] = {}
+        for part, key in keys:
+            value = base[part][key].astype(np.float32)
+            for weight, d in wanted:
+                if key in d.get(part, {}):
+                    value = value + np.float32(weight) * d[part][key]
+            merged.setdefault(part, {})[key] = value
+        nets = {"unet": self.unet, "text_encoder": self.text_encoder}
+        try:
+            with tf.device(self._tf_device):
+                for part, state in merged.items():
+                    keras_nets.set_tensors(nets[part], state)
+        except ValueError as e:
+            raise BackendError(f"the LoRAs {', '.join(l.name for l in loras)} do not fit model "
+                               f"{self.model_name!r}: {e}") from None
+        self._lora_keys = {(part, key) for _, d in wanted for part, state in d.items() for key in state}
+        return True
+
+    def _lora_deltas(self, lora) -> dict:
+        from .. import loras as lora_files
+        if lora.hash in self._deltas:
+            return self._deltas[lora.hash]
+        file = _cache_dir(self._model, self._vae) / "loras" / f"{lora.hash}.safetensors"
+        try:
+            flat = load_file(file)
+        except Exception:  # absent or damaged: computed again
+            from . import weights
+            pipe = weights.load_pipeline(self._model, torch.float32)
+            found = lora_files.deltas(pipe, lora)
+            del pipe
+            flat = {f"{part}/{key}": value for part, state in found.items() for key, value in state.items()}
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                save_file(flat, file.with_suffix(".tmp"))
+                os.replace(file.with_suffix(".tmp"), file)
+            except OSError as e:
+                log.warning("could not cache the LoRA deltas of %s in %s: %s", lora.name, file, e)
+        deltas: dict[str, dict] = {}
+        for name, value in flat.items():
+            part, key = name.split("/", 1)
+            deltas.setdefault(part, {})[key] = value.astype(np.float32)
+        self._deltas[lora.hash] = deltas
+        return deltas
+
+    def _base_arrays(self, keys) -> dict[str, dict]:
+        """The converted (LoRA-free) arrays of these (part, key) weights, from the weight cache."""
+        from safetensors import safe_open
+        out: dict[str, dict] = {}
+        parts = {part for part, _ in keys}
+        folder = _cache_dir(self._model, self._vae)
+        for part in parts:
+            wanted = [key for p, key in keys if p == part]
+            try:
+                with safe_open(folder / f"{part}.safetensors", framework="numpy") as f:
+                    out[part] = {key: f.get_tensor(key) for key in wanted}
+            except Exception:  # the cache could not be written: convert again
+                _, states = _read_converted(self._model, self._vae)
+                out[part] = {key: states[part][key] for key in wanted}
+        return out
 
     # ----- graphs -------------------------------------------------------------------------
     def recompile(self, key: dict) -> None:
@@ -186,8 +258,15 @@ class TensorflowBackend(LatentStages):
             with tf.device(self._tf_device):
                 return self._text_fn(clip_skip)(tf.constant(ids.astype(np.int32))).numpy().astype(np.float32)
 
+        def encode_with(ids: np.ndarray, vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            with tf.device(self._tf_device):
+                out = self.text_encoder(tf.constant(ids.astype(np.int32)), skip=clip_skip,
+                                        vectors=tf.constant(vectors), where=tf.constant(mask))
+            return tf.cast(out, tf.float32).numpy()
+
         return prompts.TextEncoder(tokenize=lambda text: self.tokenizer.encode(text)[1:-1], encode=encode,
-                                   bos=self.tokenizer.start_of_text, eos=self.tokenizer.end_of_text, pad=self.pad_id)
+                                   bos=self.tokenizer.start_of_text, eos=self.tokenizer.end_of_text, pad=self.pad_id,
+                                   embeddings=self.embedding_vectors("sd"), encode_with=encode_with)
 
     def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray) -> torch.Tensor:
         """The UNet on NCHW torch latents at time step t: NCHW torch noise, float32."""

@@ -12,7 +12,7 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
-from .. import prompts
+from .. import loras as lora_files, prompts
 from ..models import ModelError
 from ..schema import MODES
 from . import LoadSpec, samplers, torch_tiles, weights
@@ -72,7 +72,7 @@ class TorchBackend(LatentStages):
         return Capabilities(
             modes=MODES, schedulers=tuple(samplers.SCHEDULERS), devices=available_devices(),
             precisions=precisions_on(available_devices(), supported_precisions),
-            size_multiple=8, latent_walk=True, parts=True)
+            size_multiple=8, latent_walk=True, parts=True, lora=True)
 
     def __init__(self, spec: LoadSpec):
         model, vae = spec.model, spec.vae
@@ -93,6 +93,8 @@ class TorchBackend(LatentStages):
         # An inpainting UNet (latents + mask + masked image in) serves only the inpaint mode.
         self.inpainting_only = pipe.unet.config.in_channels == 9
         self._pipes = {"txt2img": pipe.to(self.device)}
+        self._sdxl_tokens: set[str] = set()  # SDXL: embeddings loaded into the tokenizers
+        self._adapters: list[str] = []  # PEFT adapters loaded (loras.LoraFile.adapter), least recently used first
         self._scheduler_config = dict(pipe.scheduler.config)
         self.sdxl = getattr(pipe, "text_encoder_2", None) is not None
         # what the stages (latents.py) work with
@@ -100,6 +102,31 @@ class TorchBackend(LatentStages):
         self.scale, self.images = pipe.vae_scale_factor, pipe.image_processor
         self.masks = VaeImageProcessor(vae_scale_factor=self.scale, do_normalize=False, do_binarize=True,
                                        do_convert_grayscale=True)
+
+    # ----- LoRAs: PEFT adapters over the loaded weights -----------------------------------------------
+    MAX_ADAPTERS = 8  # adapters kept loaded; the least recently used others are deleted
+
+    def set_loras(self, loras: tuple) -> bool:
+        """Load the LoRAs not yet loaded as adapters and activate exactly these with their weights (diffusers'
+        set_adapters); none: the adapters are disabled. The base weights are never reloaded."""
+        pipe = self._pipes["txt2img"]
+        for lora in loras:
+            if lora.adapter in self._adapters:
+                self._adapters.remove(lora.adapter)
+            else:
+                lora_files.load_adapter(pipe, lora)
+            self._adapters.append(lora.adapter)  # most recently used last
+        if loras:
+            pipe.enable_lora()
+            pipe.set_adapters([lora.adapter for lora in loras], adapter_weights=[lora.weight for lora in loras])
+        elif self._adapters:
+            pipe.disable_lora()
+        active = {lora.adapter for lora in loras}
+        stale = [a for a in self._adapters[:-self.MAX_ADAPTERS] if a not in active]
+        if stale:
+            pipe.delete_adapters(stale)
+            self._adapters = [a for a in self._adapters if a not in stale]
+        return False
 
     @property
     def native_size(self) -> tuple[int, int]:
@@ -195,6 +222,22 @@ class TorchBackend(LatentStages):
         return noise.float().numpy()
 
     # ----- the stages' hooks (latents.py) ---------------------------------------------------------
+    def set_embeddings(self, embeddings: tuple) -> None:
+        """SDXL runs on diffusers' pipelines: its embeddings are loaded into both tokenizers and text encoders
+        as diffusers' load_textual_inversion does (a new token per vector, once per embedding)."""
+        super().set_embeddings(embeddings)
+        if not self.sdxl:
+            return
+        pipe = self._pipes["txt2img"]
+        for e in embeddings:
+            if e.name in self._sdxl_tokens:
+                continue
+            for key, encoder, tokenizer in (("clip_l", pipe.text_encoder, pipe.tokenizer),
+                                            ("clip_g", pipe.text_encoder_2, pipe.tokenizer_2)):
+                pipe.load_textual_inversion(torch.from_numpy(e.vectors[key]), token=e.name, text_encoder=encoder,
+                                            tokenizer=tokenizer)
+            self._sdxl_tokens.add(e.name)
+
     def _refuse_sdxl(self) -> None:
         if self.sdxl:
             raise BackendError(f"model {self.model_name!r} is an SDXL model, which cannot be run by parts yet")
@@ -208,9 +251,25 @@ class TorchBackend(LatentStages):
             ids = torch.from_numpy(ids).to(pipe.text_encoder.device)
             return self._encode_ids(pipe.text_encoder, ids, clip_skip).float().cpu().numpy()
 
+        def encode_with(ids: np.ndarray, vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            """The encoder with an embedding's vectors in place of the token vectors where `mask` is set."""
+            table = pipe.text_encoder.get_input_embeddings()
+            where = torch.from_numpy(mask).to(table.weight.device)
+            put = torch.from_numpy(vectors).to(table.weight.device, table.weight.dtype)
+
+            def hook(module, inputs, output):
+                return torch.where(where[..., None], put, output)
+
+            handle = table.register_forward_hook(hook)
+            try:
+                return encode(ids)
+            finally:
+                handle.remove()
+
         return prompts.TextEncoder(
             tokenize=lambda text: tokenizer(text, add_special_tokens=False, verbose=False).input_ids,
-            encode=encode, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
+            encode=encode, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id,
+            embeddings=self.embedding_vectors("sd"), encode_with=encode_with)
 
     def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray) -> torch.Tensor:
         pipe, dtype = self._pipes["txt2img"], DTYPES[self.precision]
@@ -274,6 +333,7 @@ class TorchBackend(LatentStages):
         `blend` ((prompt, weight), ...) mixes the prompts' embeddings instead of using r.prompt."""
         if blend:
             return self._blend(pipe, r, blend)
+        r = r.replace(prompt=prompts.strip_networks(r.prompt), negative_prompt=prompts.strip_networks(r.negative_prompt))
         if r.clip_skip == 1 or getattr(pipe, "text_encoder_2", None) is not None:
             return dict(prompt=r.prompt, negative_prompt=r.negative_prompt or None,
                         clip_skip=(r.clip_skip - 1) or None)

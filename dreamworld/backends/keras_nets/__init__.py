@@ -13,10 +13,10 @@ check that every tensor found a home and every weight was set.
 """
 from __future__ import annotations
 
-from .blocks import ConfigError, load_state_dict
+from .blocks import ConfigError, load_state_dict, set_tensors
 from .text import TextEncoder
 from .unet import UNet, check_unet_config
 from .vae import VaeDecoder, VaeEncoder, check_vae_config
 
 __all__ = ["ConfigError", "TextEncoder", "UNet", "VaeDecoder", "VaeEncoder", "check_unet_config", "check_vae_config",
-           "load_state_dict"]
+           "load_state_dict", "set_tensors"]

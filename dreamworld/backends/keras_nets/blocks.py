@@ -243,3 +243,19 @@ def load_state_dict(model, state: dict, prefix: str = "") -> None:
         raise ValueError(f"{len(missing)} weights were not in the state dict, such as {missing[0]}")
     for path, arrays in pending.items():
         registry.layers[path].set_weights(arrays)
+
+
+def set_tensors(model, state: dict) -> None:
+    """Set some weights of a built model from PyTorch-named numpy arrays (e.g. LoRA-merged attention
+    weights), leaving the others as they are; ValueError naming a key that has no layer or does not fit."""
+    registry: Registry = model.registry
+    for key, value in state.items():
+        path, _, param = key.rpartition(".")
+        layer = registry.layers.get(path)
+        if layer is None:
+            raise ValueError(f"{key} has no layer in this network")
+        index, array = _keras_arrays(layer, param, np.asarray(value, dtype=np.float32))
+        variable = layer.weights[index]
+        if tuple(variable.shape) != array.shape:
+            raise ValueError(f"{key}: shape {np.shape(value)} does not fit {variable.shape}")
+        variable.assign(array.astype(variable.dtype))
