@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DREAMWORLD_CACHE", tempfile.mkdtemp(prefix="dreamworld-bench-cache-"))
 
 from backends import sd15_models_dir  # noqa: E402  (bench/backends.py)
+from parts import best as best_of  # noqa: E402  (bench/parts.py)
 
 from dreamworld import DreamWorld  # noqa: E402
 from dreamworld.settings import Settings  # noqa: E402
@@ -37,12 +37,7 @@ SCENES = ["a red circle on a blue background", "a yellow star on a black backgro
 
 def best(run, repeats: int) -> float:
     run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    return best_of(run, repeats)
 
 
 def stock(folder: Path, args) -> float:

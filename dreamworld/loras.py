@@ -77,6 +77,15 @@ def prompt_loras(prompt: str) -> list[tuple[str, float]]:
     return found
 
 
+def with_tag(prompt: str, name: str, weight: float) -> str:
+    """The prompt with `<lora:name:weight>` at its end, or that LoRA's tag there given the new weight."""
+    tag = f"<lora:{name}:{weight:g}>"
+    pattern = re.compile(r"<lora:" + re.escape(name) + r"(?::[^>]*)?>")
+    if pattern.search(prompt or ""):
+        return pattern.sub(lambda m: tag, prompt, count=1)
+    return f"{prompt.rstrip()} {tag}".strip()
+
+
 def resolve(model_dirs, pairs) -> tuple[LoraFile, ...]:
     """The LoRA files of (name, weight) pairs, in order; RequestError naming an unknown one."""
     out = []

@@ -22,9 +22,10 @@ KINDS = {
     "lora": ("Lora", "loras"),
     "esrgan": ("ESRGAN", "upscale_models"),
     "controlnet": ("ControlNet", "controlnet"),
+    "embedding": ("embeddings",),
 }
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
-SUFFIXES = {"esrgan": (".safetensors", ".pth", ".pt")}  # kinds whose files are not WEIGHT_SUFFIXES
+SUFFIXES = {"esrgan": (".safetensors", ".pth", ".pt"), "embedding": (".safetensors", ".pt", ".bin")}  # kinds whose files are not WEIGHT_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ along the token axis. A plain prompt of at most 75 tokens gives the encoder's ow
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -52,6 +52,17 @@ class TextEncoder:
     bos: int
     eos: int
     pad: int
+    # Textual-inversion embeddings: word -> vectors (n, width) that replace the word's token vectors, and
+    # `encode_with(ids, vectors (1, 77, width), mask (1, 77))`, the encoder with those token vectors put in.
+    embeddings: dict = field(default_factory=dict)
+    encode_with: Callable | None = None
+
+
+class Vector:
+    """One vector of an embedding, standing in a chunk where a token would."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
 
 
 def parse_attention(text: str) -> list[tuple[str, float]]:
@@ -142,12 +153,22 @@ def chunks(text: str, encoder: TextEncoder) -> list[tuple[list, list]]:
     """The prompt's chunks as (token ids, weights), each at most 75 long (BOS/EOS not added)."""
     commas = encoder.tokenize(",")
     chunker = _Chunker(commas[0] if len(commas) == 1 else None)
+    pattern = _words(encoder.embeddings) if encoder.embeddings else None
     for piece, weight in parse_attention(strip_networks(text)):
         if (piece, weight) == BREAK:
             chunker.close()
             continue
-        for token in encoder.tokenize(piece):
-            chunker.add(token, weight)
+        parts = pattern.split(piece) if pattern else [piece]
+        for i, part in enumerate(parts):
+            if i % 2 == 0:  # text between embeddings
+                for token in encoder.tokenize(part):
+                    chunker.add(token, weight)
+                continue
+            vectors = encoder.embeddings[part]
+            if chunker.tokens and len(chunker.tokens) + len(vectors) > CHUNK:  # as A1111: never split one
+                chunker.close()
+            for vector in vectors:
+                chunker.add(Vector(vector), weight)
     if chunker.tokens or not chunker.chunks:
         chunker.close()
     return chunker.chunks
@@ -155,14 +176,31 @@ def chunks(text: str, encoder: TextEncoder) -> list[tuple[list, list]]:
 
 def encode_chunk(tokens: list, weights: list, encoder: TextEncoder) -> np.ndarray:
     """One chunk's weighted hidden states (1, 77, width), float32."""
-    ids = [encoder.bos, *tokens, encoder.eos] + [encoder.pad] * (CHUNK - len(tokens))
-    z = np.asarray(encoder.encode(np.array([ids], np.int64)), np.float32)
+    ids = [encoder.pad if isinstance(t, Vector) else t for t in tokens]
+    ids = [encoder.bos, *ids, encoder.eos] + [encoder.pad] * (CHUNK - len(tokens))
+    if any(isinstance(t, Vector) for t in tokens):
+        width = next(t.array.shape[-1] for t in tokens if isinstance(t, Vector))
+        vectors = np.zeros((1, len(ids), width), np.float32)
+        mask = np.zeros((1, len(ids)), bool)
+        for i, t in enumerate(tokens):
+            if isinstance(t, Vector):
+                vectors[0, i + 1], mask[0, i + 1] = t.array, True
+        z = np.asarray(encoder.encode_with(np.array([ids], np.int64), vectors, mask), np.float32)
+    else:
+        z = np.asarray(encoder.encode(np.array([ids], np.int64)), np.float32)
     if all(w == 1.0 for w in weights):
         return z
     multipliers = np.array([1.0, *weights] + [1.0] * (CHUNK + 1 - len(weights)), np.float32)
     original_mean = z.mean()
     z = z * multipliers[None, :, None]
     return z * (original_mean / z.mean())
+
+
+def _words(embeddings: dict) -> re.Pattern:
+    """Embedding names as whole words (A1111 matches a file's name written in the prompt; ComfyUI's
+    `embedding:name` too), captured so that re.split keeps them."""
+    names = "|".join(map(re.escape, sorted(embeddings, key=len, reverse=True)))
+    return re.compile(r"(?<![\w\-:])(?:embedding:)?(" + names + r")(?![\w\-])")
 
 
 def embed_all(texts: list[str], encoder: TextEncoder) -> list[np.ndarray]:

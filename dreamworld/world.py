@@ -1,65 +1,27 @@
 """DreamWorld: the controller. It owns the loaded backend and turns requests into creations."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image
 
-from . import __version__, backends, creations, files, hires, infotext, loras, models, previews, schema
+from . import __version__, backends, creations, embeddings, files, hires, infotext, inputs, loras, models, previews
+from . import schema
 from . import settings as settings_module
 from .cinema import planning, preview, render, runs, video
 from .backends.base import Backend, BackendError, Interrupted, Job
 from .errors import RequestError
+from .progress import Progress, Result, step_reporter
 from .schema import Request
 
 log = logging.getLogger("dreamworld")
 PREVIEW_INTERVAL = 0.5  # seconds between two live previews (the GUI looks twice a second)
-
-
-
-@dataclass
-class Progress:
-    image: int = 0  # 1-based index of the image being made
-    images: int = 0
-    step: int = 0
-    steps: int = 0
-    frame: int = 0  # cinema: 1-based index of the frame being made
-    frames: int = 0
-    latest: str | None = None  # the last image (cinema: frame) saved
-    preview: Image.Image | None = None  # the image being made, as its latents look now (previews.py)
-    eta: float | None = None  # seconds left for the image being made, from its pace so far
-
-    @property
-    def fraction(self) -> float:
-        count, index = (self.frames, self.frame) if self.frames else (self.images, self.image)
-        if not count:
-            return 0.0
-        within = self.step / self.steps if self.steps else 0.0
-        return min(1.0, (index - 1 + within) / count)
-
-    def describe(self) -> str:
-        left = f", about {self.eta:.0f} s left" if self.eta is not None else ""
-        if self.frames:
-            return f"frame {self.frame} of {self.frames}, step {self.step} of {self.steps}"
-        return f"image {self.image} of {self.images}, step {self.step} of {self.steps}{left}"
-
-
-@dataclass
-class Result:
-    request: Request  # resolved: concrete seed, size and model
-    paths: list[Path] = field(default_factory=list)
-    images: list[Image.Image] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
-    parameters: list[str] = field(default_factory=list)
-    interrupted: bool = False
 
 
 class DreamWorld:
@@ -74,6 +36,7 @@ class DreamWorld:
         self._key: dict | None = None
         self._graph: dict = {}
         self._loras: tuple = ()  # the LoRAs applied to the loaded backend (loras.LoraFile)
+        self._embeddings: tuple = ()  # the embeddings the last request used (embeddings.Embedding)
         self._lock = threading.RLock()  # one generation at a time
         self._stop = threading.Event()
         self.progress = Progress()
@@ -90,37 +53,8 @@ class DreamWorld:
         return request
 
     def check_controlnet(self, request: Request) -> None:
-        """Refuse, in one sentence, units that cannot run: a backend without ControlNet, an unknown model, a
-        ControlNet of another family than the model, an unreadable control image, a preprocessor whose
-        model is missing, no control image at all. Reads configs and headers only."""
-        from . import controlnet, preprocessors
-        backends.check(request, backends.capabilities(request.backend))
-        unet = None
-        for i, unit in enumerate(request.controlnet):
-            try:
-                info = models.find_model(self.model_dirs, unit.model, "controlnet")
-                if unet is None:
-                    unet = _unet_config(models.find_model(self.model_dirs, request.model or
-                                                          settings_module.DEFAULT_MODEL))
-                if unet is not None:
-                    controlnet.check_family(info, unet, request.model or settings_module.DEFAULT_MODEL)
-            except models.ModelError as e:
-                raise RequestError("controlnet", f"ControlNet unit {i}: {e}" if "not found" in str(e) else str(e)) \
-                    from None
-            if unit.image is not None:
-                _open(unit.image, "controlnet", self.creations_dir)
-            elif request.mode == "txt2img":
-                raise RequestError("controlnet", f"ControlNet unit {i} has no control image: give it one "
-                                                 f"(its image field) or use an input image (img2img or inpaint)")
-            if unit.preprocessor == "depth" and preprocessors.find_depth_model(self.model_dirs) is None:
-                preprocessors.depth_map(None, self.model_dirs)  # raises the sentence naming the folder
-            if unit.preprocessor == "pose":
-                try:
-                    preprocessors.pose_map(None, self.model_dirs)
-                except preprocessors.PreprocessorError:
-                    raise
-                except Exception:  # noqa: BLE001 - found the model and the package: runs at generation
-                    pass
+        """Refuse, in one sentence, ControlNet units that cannot run (inputs.check_controlnet)."""
+        inputs.check_controlnet(request, self.model_dirs, self.creations_dir)
 
     def capabilities(self, backend: str | None = None):
         return backends.capabilities(backend or self.request().backend)
@@ -160,7 +94,19 @@ class DreamWorld:
         lora field and <lora:...> tags) are applied to the loaded model (set_loras)."""
         backend = self._compile(request)
         self._set_loras(request, backend)
+        self._set_embeddings(request, backend)
         return backend
+
+    def _set_embeddings(self, request: Request, backend: Backend) -> None:
+        """The textual-inversion embeddings the prompts use, checked against the model and handed to it."""
+        used = embeddings.used(self.model_dirs, [("prompt", request.prompt),
+                                                 ("negative_prompt", request.negative_prompt)])
+        try:
+            embeddings.check(used, backend.model_name, backend.family, backend.text_width)
+        except models.ModelError as e:
+            raise RequestError("prompt", str(e)) from None
+        backend.set_embeddings(used)
+        self._embeddings = used
 
     def _set_loras(self, request: Request, backend: Backend) -> None:
         """Apply the request's LoRAs if they differ from the loaded ones: refused by name (unknown, damaged,
@@ -250,33 +196,17 @@ class DreamWorld:
             request = self._resolve(request, backend)
             if hires.wanted(request):
                 request = hires.check(request, self.model_dirs, backend)
-            init_image, mask, original = self._inputs(request)
-            control = self._control(request, backend, original or init_image, mask)  # before anything is written
+            init_image, mask, original = inputs.open_inputs(request, self.creations_dir)
+            control = inputs.control_inputs(request, backend, original or init_image, mask, self.model_dirs,
+                                            self.creations_dir)  # before anything is written
             model = models.find_model(self.model_dirs, request.model)
-            stored = request.replace(
-                init_image=creations.store_input(original or init_image, folder) if init_image else None,
-                mask=creations.store_input(request_mask(request, mask), folder) if request_mask(request, mask) else None,
-                painted=creations.store_input(init_image, folder) if original is not None else None,
-                controlnet=tuple(u if u.image is None else dataclasses.replace(u, image=creations.store_input(
-                    _open(u.image, "controlnet", self.creations_dir), folder)) for u in request.controlnet))
+            stored = inputs.store(request, init_image, mask, original, folder, self.creations_dir)
             hashes = {u.model: models.find_model(self.model_dirs, u.model, "controlnet").hash[:8]
                       for u in request.controlnet}
             result = Result(request=request)
             self.progress = progress = Progress(images=len(request.image_seeds()), steps=request.steps)
 
-            began = time.monotonic()
-
-            def on_step(step, steps):
-                nonlocal began
-                now = time.monotonic()
-                if step <= 1:
-                    began, progress.eta = now, None
-                else:
-                    progress.eta = (now - began) / (step - 1) * (steps - step)
-                progress.step, progress.steps = step, steps
-                if on_progress:
-                    on_progress(progress)
-
+            on_step = step_reporter(progress, on_progress)
             on_latents = self._previewer(backend, request, progress) if on_progress else None
 
             for i, seed in enumerate(request.image_seeds()):
@@ -330,8 +260,8 @@ class DreamWorld:
         return on_latents
 
     def hashes(self) -> dict:
-        """A1111's `Lora hashes` of the applied LoRAs, for the parameters text."""
-        return {"Lora hashes": loras.hashes_text(self._loras)}
+        """A1111's `Lora hashes` and `TI hashes` of the LoRAs and embeddings in use, for the parameters text."""
+        return {"Lora hashes": loras.hashes_text(self._loras), "TI hashes": embeddings.hashes_text(self._embeddings)}
 
     def upscale(self, path, scale: float = 2, upscaler: str = "Lanczos", device: str | None = None) -> Path:
         """A new creation: the image file `path` upscaled `scale` times (dreamworld/upscalers.py)."""
@@ -402,7 +332,7 @@ class DreamWorld:
             plan = planning.plan(request)  # every schedule at every frame: errors before anything is written
             init = None
             if request.init_image:
-                init = self._inputs(base.replace(init_image=request.init_image))[0]
+                init = inputs.open_inputs(base.replace(init_image=request.init_image), self.creations_dir)[0]
             model = models.find_model(self.model_dirs, request.model)
             settings = runs.record(request, self.creations_dir)  # stores the inputs in creations/inputs
             if run_dir is None:
@@ -414,7 +344,7 @@ class DreamWorld:
                 progress=progress, report=(lambda: on_progress(progress)) if on_progress else (lambda: None),
                 should_stop=self._stop.is_set, init_image=init, init_stored=settings["cinema"]["init_image"],
                 video_frames=video_frames,
-                depth_model=self.depth_model or _depth_hook(self.model_dirs, request))
+                depth_model=self.depth_model or inputs.depth_hook(self.model_dirs, request))
             return renderer.run()
 
     def _resolve(self, request: Request, backend: Backend) -> Request:
@@ -430,113 +360,10 @@ class DreamWorld:
         backends.check(request, caps)
         return request
 
-    def _inputs(self, request: Request) -> tuple[Image.Image | None, Image.Image | None, Image.Image | None]:
-        """Open, check and size the init image and mask of img2img and inpaint requests: (the image to
-        start from, the mask, the unpainted input). In sketch inpainting (`painted`) the painted image is
-        the start, the mask (unless given) is where it differs from the input, and the result is pasted
-        on the unpainted input; otherwise the third is None."""
-        if request.mode == "txt2img":
-            return None, None, None
-        size = (request.width, request.height)
-        init = _open(request.init_image, "init_image", self.creations_dir).convert("RGB")
-        init = init.resize(size, Image.LANCZOS) if init.size != size else init
-        if request.mode != "inpaint":
-            return init, None, None
-        painted = None
-        if request.painted is not None:
-            painted = _open(request.painted, "painted", self.creations_dir).convert("RGB")
-            painted = painted.resize(size, Image.LANCZOS) if painted.size != size else painted
-        if request.mask is None:
-            mask = painted_mask(init, painted)
-            if mask.getextrema() == (0, 0):
-                raise RequestError("painted", "painted does not differ from init_image anywhere: paint over the "
-                                              "parts to repaint")
-        else:
-            mask = _open(request.mask, "mask", self.creations_dir)
-            if mask.mode in ("RGBA", "LA") and mask.getchannel("A").getextrema() != (255, 255):
-                mask = mask.getchannel("A")  # a painted layer: the strokes are what to repaint
-            mask = mask.convert("L").resize(size, Image.NEAREST)
-        return (painted, mask, init) if painted is not None else (init, mask, None)
 
-    def _control(self, request: Request, backend: Backend, image: Image.Image | None,
-                 mask: Image.Image | None) -> tuple:
-        """The request's ControlNet units made ready (controlnet.ControlInput): each model found and loaded
-        (refused if of another family than the model), each control image opened (the unit's own, else
-        the input image), resized to the picture and preprocessed."""
-        if not request.controlnet:
-            return ()
-        from . import controlnet, preprocessors
-        size = (request.width, request.height)
-        ready = []
-        for i, unit in enumerate(request.controlnet):
-            try:
-                info = models.find_model(self.model_dirs, unit.model, "controlnet")
-            except models.ModelError as e:
-                raise RequestError("controlnet", f"ControlNet unit {i}: {e}") from None
-            backend.controlnet(info)  # loaded (and its family checked) before any file is written
-            if unit.image is not None:
-                source = _open(unit.image, "controlnet", self.creations_dir).convert("RGB")
-            elif image is not None:
-                source = image
-            else:
-                raise RequestError("controlnet", f"ControlNet unit {i} has no control image: give it one "
-                                                 f"(its image field) or use an input image (img2img or inpaint)")
-            if source.size != size:
-                log.info("ControlNet unit %d: control image %dx%d resized to %dx%d", i, *source.size, *size)
-                source = source.resize(size, Image.LANCZOS)
-            array = preprocessors.run(unit.preprocessor, source, threshold_a=unit.threshold_a,
-                                      threshold_b=unit.threshold_b, mask=mask,
-                                      models_dirs=self.model_dirs)
-            ready.append(controlnet.ControlInput(info, array, unit.weight, unit.start, unit.end))
-        return tuple(ready)
-
-    def preview_control(self, preprocessor: str, image, width: int | None = None, height: int | None = None,
-                        threshold_a: float | None = None, threshold_b: float | None = None, mask=None) -> Image.Image:
-        """A preprocessor's control image of `image` (a path or PIL image) as a picture (the GUI's preview)."""
-        from . import preprocessors
-        source = _open(image, "controlnet", self.creations_dir).convert("RGB")
-        if width and height and source.size != (width, height):
-            source = source.resize((width, height), Image.LANCZOS)
-        return preprocessors.to_pil(preprocessors.run(preprocessor, source, threshold_a=threshold_a,
-                                                      threshold_b=threshold_b, mask=mask, models_dirs=self.model_dirs))
-
-
-PAINT_THRESHOLD = 12  # a pixel whose channels all differ by at most this much from the input is unpainted
-
-
-def painted_mask(init: Image.Image, painted: Image.Image) -> Image.Image:
-    """Sketch inpainting's mask: white where the painted image differs from the input (any channel by more
-    than PAINT_THRESHOLD levels, which leaves out resampling and JPEG noise)."""
-    import numpy as np
-    a = np.asarray(init.convert("RGB"), dtype=np.int16)
-    b = np.asarray(painted.convert("RGB"), dtype=np.int16)
-    return Image.fromarray(((np.abs(a - b).max(axis=2) > PAINT_THRESHOLD) * 255).astype(np.uint8), "L")
-
-
-def request_mask(request: Request, mask):
-    """The mask a creation records: the request's own (a painted request's is derived again when re-run)."""
-    return mask if request.mask is not None else None
-
-
-def _depth_hook(model_dirs, request):
-    """3D motion: the depth model in models/depth, when there is one (preprocessors.DepthHook)."""
-    if getattr(request, "motion", None) != "3d":
-        return None
-    from . import preprocessors
-    return preprocessors.depth_hook(model_dirs)
-
-
-def _unet_config(model) -> dict | None:
-    """A model's UNet config without loading it (diffusers folder, or a single file's family config)."""
-    import json
-    try:
-        if model.format == "diffusers":
-            return json.loads((model.path / "unet" / "config.json").read_text())
-        from . import single_file
-        return json.loads((single_file.HERE / single_file.checkpoint_family(model.path) / "unet" / "config.json")
-                          .read_text())
-    except (OSError, ValueError):
-        return None  # the backend says why when it loads the model
+    def preview_control(self, preprocessor: str, image, **options) -> Image.Image:
+        """A preprocessor's control image of `image` as a picture (the GUI's preview; inputs.preview_control)."""
+        return inputs.preview_control(self.model_dirs, self.creations_dir, preprocessor, image, **options)
 
 
 def _check_callback(on_progress) -> None:
@@ -550,18 +377,6 @@ def _graph_key(cls, request: Request, backend: Backend) -> dict:
     (the size the request will be made at)."""
     native = dict(zip(("width", "height"), backend.native_size))
     return {k: native.get(k) if v is None else v for k, v in cls.graph_key(request).items()}
-
-
-def _open(value, field_name: str, creations_dir: Path) -> Image.Image:
-    if isinstance(value, Image.Image):
-        return value
-    path = Path(value)
-    if not path.is_absolute() and not path.exists() and (creations_dir / path).exists():
-        path = creations_dir / path  # stored inputs are recorded relative to creations/
-    try:
-        return creations.open_image(path)
-    except creations.CreationError as e:
-        raise RequestError(field_name, f"{field_name}: {e}") from None
 
 
 __all__ = ["DreamWorld", "Progress", "Result", "BackendError", "RequestError"]

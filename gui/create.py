@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import gradio as gr
 from PIL import Image
 
-from dreamworld import creations, schema
+from dreamworld import creations, loras, schema
 from dreamworld.errors import USER_ERRORS
 
 from . import controlnet_panel, controls, sending
@@ -101,6 +101,7 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
     with gr.Row():
         with gr.Column(scale=3):
             fields = ctx.controls([n for n in SHOWN if FIELDS[n].group == "prompt"], FIELDS, defaults)
+            _lora_picker(ctx, fields["prompt"])
         with gr.Column(scale=1, min_width=200):
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Row():
@@ -154,6 +155,24 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
         trigger.change(sketch_or_mask, [fields["mode"], sketching], [sketch, inpaint])
     controlnet_panel.follow_backend(ctx, fields["backend"], panel)
     return tab
+
+
+def _lora_picker(ctx: Context, prompt: gr.Component) -> None:
+    """A LoRA from models/Lora and a weight, put into the prompt as <lora:name:weight> (A1111's way); an
+    embedding from models/embeddings, put in as its word."""
+    with gr.Row():
+        lora = gr.Dropdown(choices=[m.name for m in ctx.world.list_models("lora")], value=None, label="LoRA",
+                           elem_id="lora-pick", scale=2)
+        weight = gr.Slider(minimum=-2, maximum=2, value=1, step=0.05, label="LoRA weight", elem_id="lora-weight",
+                           scale=2)
+        add_lora = gr.Button("Add LoRA to prompt", elem_id="lora-add", scale=1)
+        embedding = gr.Dropdown(choices=[m.name for m in ctx.world.list_models("embedding")], value=None,
+                                label="Embedding", elem_id="embedding-pick", scale=2)
+        add_embedding = gr.Button("Add embedding", elem_id="embedding-add", scale=1)
+    add_lora.click(lambda text, name, w: loras.with_tag(text, name, w) if name else text,
+                   [prompt, lora, weight], prompt, queue=False)
+    add_embedding.click(lambda text, name: f"{text.rstrip()} {name}".strip() if name else text,
+                        [prompt, embedding], prompt, queue=False)
 
 
 def _wire(ctx: Context, tab: CreateTab, buttons: tuple[gr.Button, ...], outputs) -> None:

@@ -38,70 +38,14 @@ def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: Cre
         scale = gr.Slider(1, 8, value=2, step=0.5, label="Upscale by", elem_id="upscale-by")
         upscale = gr.Button("Upscale", elem_id="upscale")
 
-    def list_creations(text=""):
-        found = library.entries(ctx.world.creations_dir, text or "")
-        return [(str(e.path), e.caption) for e in found], [str(e.path) for e in found]
-
-    def entry(path) -> library.Entry:
-        path = Path(path)
-        return library.Entry(path, path.parent if (path.parent / creations.RUN_SETTINGS).is_file() else None)
-
-    def choose(paths, evt: gr.SelectData):
-        if not paths or evt.index >= len(paths):
-            raise refusal("That creation is no longer listed; click Refresh.")
-        try:
-            return paths[evt.index], entry(paths[evt.index]).describe()
-        except (creations.CreationError, OSError, ValueError) as e:
-            raise refusal(e) from None
-
-    def load_settings(path):
-        if not path:
-            raise refusal("Choose a creation first.")
-        try:
-            if (run := entry(path).run) is not None:
-                stored = runs.load_settings(run, ctx.world.creations_dir)
-                return [gr.Tabs(selected="cinema")] + [gr.skip()] * len(create.inputs) + cinema.showing(stored)
-            stored = creations.request_from_file(path, ctx.world.creations_dir)
-            return [gr.Tabs(selected="create")] + create.showing(stored) + [gr.skip()] * len(cinema.inputs)
-        except creations.CreationError as e:
-            raise refusal(e) from None
-
-    def delete_chosen(path, text):
-        if not path:
-            raise refusal("Choose a creation first.")
-        try:
-            trash.delete(path, ctx.world.creations_dir)
-        except creations.CreationError as e:
-            raise refusal(e) from None
-        return *list_creations(text), None, "Deleted: Undo delete brings it back."
-
-    def undo_delete(text):
-        entry_ = trash.latest(ctx.world.creations_dir)
-        if entry_ is None:
-            raise refusal("Nothing to undo: the trash is empty.")
-        try:
-            back = trash.restore(entry_, ctx.world.creations_dir)
-        except creations.CreationError as e:
-            raise refusal(e) from None
-        return *list_creations(text), gr.skip(), f"Restored {back[0].name}."
-
-    def upscale_chosen(path, name, by):
-        if not path:
-            raise refusal("Choose a creation first.")
-        try:
-            made = ctx.world.upscale(path, by, name)
-        except USER_ERRORS as e:
-            raise refusal(e) from None
-        gallery, paths = list_creations()
-        return gallery, paths, str(made), creations.read_creation(made)["parameters"] or ""
-
+    shelf = Shelf(ctx, create, cinema)
     for event in (refresh.click, tab.select, page.load, words.submit):
-        event(list_creations, words, [browse, listed])
-    browse.select(choose, listed, [chosen, chosen_info])
-    load.click(load_settings, chosen, [tabs] + create.inputs + cinema.inputs)
-    delete.click(delete_chosen, [chosen, words], [browse, listed, chosen, chosen_info])
-    undo.click(undo_delete, words, [browse, listed, chosen, chosen_info])
-    upscale.click(upscale_chosen, [chosen, upscaler, scale], [browse, listed, chosen, chosen_info])
+        event(shelf.list_creations, words, [browse, listed])
+    browse.select(shelf.choose, listed, [chosen, chosen_info])
+    load.click(shelf.load_settings, chosen, [tabs] + create.inputs + cinema.inputs)
+    delete.click(shelf.delete_chosen, [chosen, words], [browse, listed, chosen, chosen_info])
+    undo.click(shelf.undo_delete, words, [browse, listed, chosen, chosen_info])
+    upscale.click(shelf.upscale_chosen, [chosen, upscaler, scale], [browse, listed, chosen, chosen_info])
 
     def picture(path):
         if not path:
@@ -110,3 +54,70 @@ def build(ctx: Context, page: gr.Blocks, tabs: gr.Tabs, tab: gr.Tab, create: Cre
 
     sending.wire(tabs, create, cinema, (chosen, chosen_info), sends, [chosen], picture)
     return chosen, chosen_info
+
+
+class Shelf:
+    """The tab's handlers: what each button does with the chosen creation."""
+
+    def __init__(self, ctx: Context, create: CreateTab, cinema: CinemaTab):
+        self.ctx, self.create, self.cinema = ctx, create, cinema
+
+    def list_creations(self, text=""):
+        found = library.entries(self.ctx.world.creations_dir, text or "")
+        return [(str(e.path), e.caption) for e in found], [str(e.path) for e in found]
+
+    @staticmethod
+    def entry(path) -> library.Entry:
+        path = Path(path)
+        return library.Entry(path, path.parent if (path.parent / creations.RUN_SETTINGS).is_file() else None)
+
+    def choose(self, paths, evt: gr.SelectData):
+        if not paths or evt.index >= len(paths):
+            raise refusal("That creation is no longer listed; click Refresh.")
+        try:
+            return paths[evt.index], self.entry(paths[evt.index]).describe()
+        except (creations.CreationError, OSError, ValueError) as e:
+            raise refusal(e) from None
+
+    def load_settings(self, path):
+        if not path:
+            raise refusal("Choose a creation first.")
+        try:
+            if (run := self.entry(path).run) is not None:
+                stored = runs.load_settings(run, self.ctx.world.creations_dir)
+                return [gr.Tabs(selected="cinema")] + [gr.skip()] * len(self.create.inputs) + \
+                    self.cinema.showing(stored)
+            stored = creations.request_from_file(path, self.ctx.world.creations_dir)
+            return [gr.Tabs(selected="create")] + self.create.showing(stored) + \
+                [gr.skip()] * len(self.cinema.inputs)
+        except creations.CreationError as e:
+            raise refusal(e) from None
+
+    def delete_chosen(self, path, text):
+        if not path:
+            raise refusal("Choose a creation first.")
+        try:
+            trash.delete(path, self.ctx.world.creations_dir)
+        except creations.CreationError as e:
+            raise refusal(e) from None
+        return *self.list_creations(text), None, "Deleted: Undo delete brings it back."
+
+    def undo_delete(self, text):
+        latest = trash.latest(self.ctx.world.creations_dir)
+        if latest is None:
+            raise refusal("Nothing to undo: the trash is empty.")
+        try:
+            back = trash.restore(latest, self.ctx.world.creations_dir)
+        except creations.CreationError as e:
+            raise refusal(e) from None
+        return *self.list_creations(text), gr.skip(), f"Restored {back[0].name}."
+
+    def upscale_chosen(self, path, name, by):
+        if not path:
+            raise refusal("Choose a creation first.")
+        try:
+            made = self.ctx.world.upscale(path, by, name)
+        except USER_ERRORS as e:
+            raise refusal(e) from None
+        gallery, paths = self.list_creations()
+        return gallery, paths, str(made), creations.read_creation(made)["parameters"] or ""

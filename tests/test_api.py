@@ -177,8 +177,9 @@ def test_lists_name_our_models_and_samplers(client):
     samplers = [s["name"] for s in client.get("/sdapi/v1/samplers").json()]
     assert samplers == list(schema.FIELDS["scheduler"].choices)
     assert client.get("/sdapi/v1/schedulers").json()[0]["name"] == "automatic"
-    assert client.get("/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
-    assert client.get("/sdapi/v1/loras").status_code == 200
+    assert client.get("/sdapi/v1/embeddings").json() == {"loaded": {"dwsun": {
+        "step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": 128, "vectors": 4}}, "skipped": {}}
+    assert "outline" in [lora["name"] for lora in client.get("/sdapi/v1/loras").json()]
     upscalers = client.get("/sdapi/v1/upscalers").json()
     assert [u["name"] for u in upscalers][:3] == ["None", "Lanczos", "dreamworld-2x"]
     assert upscalers[2]["scale"] == 2 and upscalers[2]["model_path"].endswith("dreamworld-2x.safetensors")

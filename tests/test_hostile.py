@@ -176,6 +176,75 @@ ISSUE_15 = [
      "error: painted: cannot read 'bad.png' as an image"),
 ]
 
+
+def _safetensors(tensors: dict, metadata: dict | None = None) -> bytes:
+    import numpy as np
+    from safetensors.numpy import save
+    return save({k: np.zeros(shape, np.float16) for k, shape in tensors.items()}, metadata=metadata)
+
+
+def _sdxl_lora(tmp) -> bytes:
+    """A kohya SDXL LoRA (its second text encoder's tensors and SDXL's block names)."""
+    return _safetensors({"lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": (4, 1280),
+                         "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": (1280, 4),
+                         "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 2048),
+                         "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_up.weight": (640, 4)})
+
+
+def _sd15_lora(tmp) -> bytes:
+    """An SD 1.5 LoRA: its cross-attention takes 768-wide text features, the embedded model's 128."""
+    key = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"
+    return _safetensors({f"{key}.lora_down.weight": (4, 768), f"{key}.lora_up.weight": (128, 4), f"{key}.alpha": ()})
+
+
+def _loha(tmp) -> bytes:
+    key = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
+    return _safetensors({f"{key}.hada_w1_a": (128, 4), f"{key}.hada_w1_b": (4, 128), f"{key}.alpha": ()})
+
+
+def _armed_embedding(tmp) -> bytes:
+    """An A1111 .pt embedding whose pickle would write the file `ran` beside it if it were unpickled."""
+    import torch
+
+    class Payload:
+        def __reduce__(self):
+            return exec, (f"open({str(tmp / 'ran')!r}, 'w').write('the pickled code ran')",)
+
+    buffer = io.BytesIO()
+    torch.save({"string_to_param": {"*": torch.zeros(2, 128)}, "name": "armed", "payload": Payload()}, buffer)
+    return buffer.getvalue()
+
+
+ISSUE_14_LORA = [
+    ("lora-unknown", ["generate", "--prompt", "x <lora:nosuch:0.8>", *MODELS], {},
+     "error: LoRA 'nosuch' was not found; available: outline"),
+    ("lora-unknown-field", ["generate", "--prompt", "x", "--lora", "nosuch:0.5", *MODELS], {},
+     "error: LoRA 'nosuch' was not found; available: outline"),
+    ("lora-malformed-weight", ["generate", "--prompt", "a fox <lora:outline:abc>", *MODELS], {},
+     "error: the prompt's <lora:outline:abc> has weight 'abc'; a LoRA's weight must be a number from -10 to 10"),
+    ("lora-field-malformed-weight", ["generate", "--prompt", "x", "--lora", "outline:abc", *MODELS], {},
+     "error: the weight of 'outline' in lora must be a number"),
+    ("lora-corrupt-file", ["generate", "--prompt", "x <lora:broken>", *MODELS],
+     {"models/Lora/broken.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json"},
+     "error: LoRA 'broken' (broken.safetensors) is not a readable .safetensors file (damaged or truncated)"),
+    ("lora-sdxl-on-sd1", ["generate", "--prompt", "x <lora:xl>", *MODELS], {"models/Lora/xl.safetensors": _sdxl_lora},
+     "error: LoRA 'xl' (xl.safetensors) is made for SDXL models and cannot be used with SD 1.x/2.x model "
+     "'dreamworld-tiny'"),
+    ("lora-sd15-on-the-embedded-model", ["generate", "--prompt", "x <lora:sd15>", *MODELS],
+     {"models/Lora/sd15.safetensors": _sd15_lora},
+     "error: LoRA 'sd15' (sd15.safetensors) is made for a model whose text features are 768 wide"),
+    ("lora-loha", ["generate", "--prompt", "x <lora:loha>", *MODELS], {"models/Lora/loha.safetensors": _loha},
+     "error: LoRA 'loha' (loha.safetensors) is a LyCORIS LoHa file, which diffusers cannot load"),
+    ("embedding-unknown", ["generate", "--prompt", "a embedding:nosuch fox", *MODELS], {},
+     "error: embedding 'nosuch' was not found in models/embeddings; available: "),
+    ("embedding-pickle-with-payload", ["generate", "--prompt", "an armed fox", *MODELS],
+     {"models/embeddings/armed.pt": _armed_embedding},
+     "error: embedding 'armed' (armed.pt) was refused: besides tensors it holds pickled Python objects"),
+    ("embedding-corrupt", ["generate", "--prompt", "a broken fox", *MODELS],
+     {"models/embeddings/broken.safetensors": b"garbage"},
+     "error: embedding 'broken' (broken.safetensors) is not a readable .safetensors file"),
+]
+
 CASES = [
     # id, argv, files, words
     ("unknown-flag", ["generate", "--prompt", "x", "--stepz", "3"], {}, "unrecognized arguments: --stepz"),
@@ -195,6 +264,7 @@ CASES = [
     *ISSUE_14,
     *ISSUE_17,
     *ISSUE_15,
+    *ISSUE_14_LORA,
 ]
 
 
@@ -220,3 +290,4 @@ def test_hostile_input_is_one_sentence_and_writes_nothing(tmp_path, argv, files,
     assert len(lines) == 1, run.stderr
     assert words in lines[0] and "Traceback" not in run.stderr
     assert files_in(creations_dir) == set()
+    assert not (tmp_path / "ran").exists()  # no pickled payload ran

@@ -182,3 +182,9 @@ def test_lora_deltas_are_what_peft_fuses(lora_models):
     assert len(deltas) == 10 * 7  # q, k, v, out of two attentions and two feed-forward layers, 7 blocks
     for key, delta in deltas.items():
         torch.testing.assert_close(fused[key], base[key] + 0.6 * torch.from_numpy(delta), atol=1e-6, rtol=0)
+
+
+def test_the_gui_picker_puts_the_tag_in_the_prompt_or_reweights_it():
+    assert loras.with_tag("a fox", "outline", 0.8) == "a fox <lora:outline:0.8>"
+    assert loras.with_tag("a fox <lora:outline> at night", "outline", 0.5) == "a fox <lora:outline:0.5> at night"
+    assert loras.with_tag("", "outline", 1) == "<lora:outline:1>"

@@ -132,8 +132,8 @@ def add_routes(router: APIRouter, world: DreamWorld) -> None:
                          methods=["GET"], summary="Schedulers")
     router.add_api_route("/loras", lambda: [{"name": m.name, "alias": m.name, "path": str(m.path), "metadata": {}}
                                             for m in world.list_models("lora")], methods=["GET"], summary="LoRAs")
-    router.add_api_route("/embeddings", lambda: {"loaded": {}, "skipped": {}}, methods=["GET"],
-                         summary="Embeddings (none yet)")
+    router.add_api_route("/embeddings", lambda: embedding_list(world), methods=["GET"],
+                         summary="Textual-inversion embeddings in models/embeddings")
     router.add_api_route("/upscalers", lambda: upscaler_list(world), methods=["GET"],
                          summary="Upscalers: Lanczos and the models in models/ESRGAN")
     router.add_api_route("/refresh-checkpoints", lambda: None, methods=["POST"],
@@ -142,3 +142,21 @@ def add_routes(router: APIRouter, world: DreamWorld) -> None:
     def extras(body: ExtrasSingleImageRequest) -> dict[str, Any]:
         return extra_single_image(world, body)
     router.add_api_route("/extra-single-image", extras, methods=["POST"], summary="Upscale one image")
+
+
+def embedding_list(world) -> dict:
+    """A1111's /embeddings: the readable files of models/embeddings ("loaded"), the others ("skipped")."""
+    from .. import embeddings
+    from ..errors import ModelError
+    loaded, skipped = {}, {}
+    for m in world.list_models("embedding"):
+        try:
+            e = embeddings.load(m)
+        except ModelError:
+            skipped[m.name] = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": None,
+                               "vectors": None}
+            continue
+        first = next(iter(e.vectors.values()))
+        loaded[m.name] = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
+                          "shape": int(first.shape[1]), "vectors": int(first.shape[0])}
+    return {"loaded": loaded, "skipped": skipped}

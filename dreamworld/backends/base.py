@@ -136,6 +136,15 @@ class Backend(ABC):
             raise BackendError(f"backend {self.name!r} cannot use LoRAs")
         return False
 
+    def set_embeddings(self, embeddings: tuple) -> None:
+        """Use these textual-inversion embeddings (dreamworld.embeddings.Embedding) for the words they name."""
+        self.embeddings = tuple(embeddings)
+
+    def embedding_vectors(self, encoder: str = "sd") -> dict:
+        """word -> vectors of the embeddings in use, for one text encoder."""
+        return {e.name: e.for_encoder(encoder) for e in getattr(self, "embeddings", ())
+                if e.for_encoder(encoder) is not None}
+
     @property
     def text_width(self) -> int:
         """The width of the text features the UNet attends to (a LoRA's cross-attention must take it)."""

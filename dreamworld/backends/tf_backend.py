@@ -258,8 +258,15 @@ class TensorflowBackend(LatentStages):
             with tf.device(self._tf_device):
                 return self._text_fn(clip_skip)(tf.constant(ids.astype(np.int32))).numpy().astype(np.float32)
 
+        def encode_with(ids: np.ndarray, vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            with tf.device(self._tf_device):
+                out = self.text_encoder(tf.constant(ids.astype(np.int32)), skip=clip_skip,
+                                        vectors=tf.constant(vectors), where=tf.constant(mask))
+            return tf.cast(out, tf.float32).numpy()
+
         return prompts.TextEncoder(tokenize=lambda text: self.tokenizer.encode(text)[1:-1], encode=encode,
-                                   bos=self.tokenizer.start_of_text, eos=self.tokenizer.end_of_text, pad=self.pad_id)
+                                   bos=self.tokenizer.start_of_text, eos=self.tokenizer.end_of_text, pad=self.pad_id,
+                                   embeddings=self.embedding_vectors("sd"), encode_with=encode_with)
 
     def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray) -> torch.Tensor:
         """The UNet on NCHW torch latents at time step t: NCHW torch noise, float32."""

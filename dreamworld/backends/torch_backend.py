@@ -15,10 +15,10 @@ from transformers.utils import logging as transformers_logging
 from .. import loras as lora_files, prompts
 from ..models import ModelError
 from ..schema import MODES
-from . import LoadSpec, samplers, torch_tiles, weights
-from . import base
+from . import LoadSpec, samplers, torch_controlnet, torch_tiles, weights
 from .base import BackendError, Capabilities, Interrupted, Job, is_out_of_memory, out_of_memory, precisions_on
 from .latents import LatentStages
+from .torch_devices import available_devices, resolve_device, resolve_precision, supported_precisions
 
 log = logging.getLogger("dreamworld")
 diffusers_logging.disable_progress_bar()
@@ -27,60 +27,6 @@ transformers_logging.disable_progress_bar()
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PIPELINES = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
              "inpaint": AutoPipelineForInpainting}
-
-
-def cn_single_file(path, dtype):
-    """An A1111 single-file ControlNet (control_v11p_sd15_*, SDXL ones), loaded offline with the family's
-    config from model_configs/."""
-    from pathlib import Path
-
-    from diffusers import ControlNetModel
-
-    from .. import controlnet as cn, single_file
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        single_file.load_pickle_safely(path)  # refuse unsafe pickles with a sentence first
-    family = cn.single_file_family(path)
-    config = Path(single_file.__file__).parent / "model_configs" / family
-    try:
-        return ControlNetModel.from_single_file(str(path), config=str(config), torch_dtype=dtype, local_files_only=True)
-    except Exception as e:
-        raise single_file._load_error(e, path.name, "ControlNet", "a") from e
-
-
-def available_devices() -> tuple[str, ...]:
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices.append("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        devices.append("mps")
-    return tuple(devices)
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "mps" if "mps" in available_devices() else "cpu"
-    if device not in available_devices():
-        raise BackendError(f"device {device!r} is not available on this machine; available: "
-                           + ", ".join(available_devices()))
-    return device
-
-
-def supported_precisions(device: str) -> tuple[str, ...]:
-    if device == "cuda":
-        return ("fp32", "fp16", "bf16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
-    if device == "mps":
-        return ("fp32", "fp16")
-    return ("fp32", "bf16")
-
-
-def resolve_precision(device: str, precision: str) -> str:
-    if precision == "auto":  # fp16 on GPUs (the VAE decodes in fp32 if fp16 overflows), bf16 on bf16 CPUs
-        return base.auto_precision(device)
-    if precision not in supported_precisions(device):
-        raise BackendError(f"precision {precision!r} is not supported on {device}; use one of "
-                           + ", ".join(supported_precisions(device)))
-    return precision
 
 
 class TorchBackend(LatentStages):
@@ -112,6 +58,7 @@ class TorchBackend(LatentStages):
         # An inpainting UNet (latents + mask + masked image in) serves only the inpaint mode.
         self.inpainting_only = pipe.unet.config.in_channels == 9
         self._pipes = {"txt2img": pipe.to(self.device)}
+        self._sdxl_tokens: set[str] = set()  # SDXL: embeddings loaded into the tokenizers
         self._adapters: list[str] = []  # PEFT adapters loaded (loras.LoraFile.adapter), least recently used first
         self._scheduler_config = dict(pipe.scheduler.config)
         self.sdxl = getattr(pipe, "text_encoder_2", None) is not None
@@ -221,7 +168,7 @@ class TorchBackend(LatentStages):
             mask = job.soft_mask
             args.update(mask_image=mask, width=r.width, height=r.height)
         if job.control:  # diffusers' SDXL ControlNet pipelines, one net or a MultiControlNetModel
-            images = [self._control_image(u.image) for u in job.control]
+            images = [torch_controlnet.control_tensor(u.image) for u in job.control]
             args.update({"image" if r.mode == "txt2img" else "control_image": images if len(images) > 1 else images[0],
                          "controlnet_conditioning_scale": [u.weight for u in job.control] if len(images) > 1
                          else job.control[0].weight,
@@ -239,51 +186,20 @@ class TorchBackend(LatentStages):
             image = Image.composite(image, job.compose_image, job.compose_mask)
         return image
 
-    # ----- ControlNet ----------------------------------------------------------------------------
+    # ----- ControlNet (torch_controlnet.py) ------------------------------------------------------
     def controlnet(self, info):
-        """The ControlNet of a models/ControlNet entry, loaded once (diffusers folder or A1111 single file,
-        offline) and checked against this model's UNet: one of another family is refused by name."""
-        from .. import controlnet as cn
-        if info.path in self._controlnets:
-            return self._controlnets[info.path]
-        unet = self._pipes["txt2img"].unet
-        config = cn.check_family(info, dict(unet.config), self.model_name)
-        dtype = DTYPES[self.precision]
-        try:
-            if info.format == "diffusers":
-                from diffusers import ControlNetModel
-                with weights._pickled_weights_checked(info.path):
-                    net = ControlNetModel.from_pretrained(info.path, torch_dtype=dtype, local_files_only=True)
-            else:
-                net = cn_single_file(info.path, dtype)
-        except ModelError as e:
-            raise BackendError(str(e)) from None
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            raise BackendError(f"ControlNet {info.name!r} could not be loaded from {info.path}: "
-                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-        del config
-        net = net.to(self.device).eval()
-        self._controlnets[info.path] = net
-        return net
-
-    def _control_image(self, image: np.ndarray) -> torch.Tensor:
-        """A control image (H, W, 3) float as the ControlNet takes it: NCHW, in [0, 1] (-1: masked)."""
-        return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+        """The ControlNet of a models/ControlNet entry, loaded once and checked against this model's UNet."""
+        if info.path not in self._controlnets:
+            self._controlnets[info.path] = torch_controlnet.load(
+                info, self._pipes["txt2img"].unet.config, self.model_name, DTYPES[self.precision], self.device)
+        return self._controlnets[info.path]
 
     def prepare_control(self, job: Job) -> list:
-        return [(self.controlnet(u.model), self._control_image(u.image)) for u in job.control]
+        return [(self.controlnet(u.model), torch_controlnet.control_tensor(u.image)) for u in job.control]
 
     def _control_pipe(self, job: Job):
-        """An SDXL ControlNet pipeline built from the loaded parts (the model is not loaded again)."""
-        from diffusers import (StableDiffusionXLControlNetImg2ImgPipeline, StableDiffusionXLControlNetInpaintPipeline,
-                               StableDiffusionXLControlNetPipeline)
-        from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
-        nets = [self.controlnet(u.model) for u in job.control]
-        cls = {"txt2img": StableDiffusionXLControlNetPipeline, "img2img": StableDiffusionXLControlNetImg2ImgPipeline,
-               "inpaint": StableDiffusionXLControlNetInpaintPipeline}[job.request.mode]
-        pipe = cls.from_pipe(self._pipes["txt2img"], controlnet=nets[0] if len(nets) == 1 else MultiControlNetModel(nets))
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
+        return torch_controlnet.sdxl_pipe(self._pipes["txt2img"], [self.controlnet(u.model) for u in job.control],
+                                          job.request.mode)
 
     def initial_noise(self, seed: int, width: int, height: int) -> np.ndarray:
         """The latent noise a txt2img generation with this seed starts from (drawn as diffusers does)."""
@@ -294,6 +210,22 @@ class TorchBackend(LatentStages):
         return noise.float().numpy()
 
     # ----- the stages' hooks (latents.py) ---------------------------------------------------------
+    def set_embeddings(self, embeddings: tuple) -> None:
+        """SDXL runs on diffusers' pipelines: its embeddings are loaded into both tokenizers and text encoders
+        as diffusers' load_textual_inversion does (a new token per vector, once per embedding)."""
+        super().set_embeddings(embeddings)
+        if not self.sdxl:
+            return
+        pipe = self._pipes["txt2img"]
+        for e in embeddings:
+            if e.name in self._sdxl_tokens:
+                continue
+            for key, encoder, tokenizer in (("clip_l", pipe.text_encoder, pipe.tokenizer),
+                                            ("clip_g", pipe.text_encoder_2, pipe.tokenizer_2)):
+                pipe.load_textual_inversion(torch.from_numpy(e.vectors[key]), token=e.name, text_encoder=encoder,
+                                            tokenizer=tokenizer)
+            self._sdxl_tokens.add(e.name)
+
     def _refuse_sdxl(self) -> None:
         if self.sdxl:
             raise BackendError(f"model {self.model_name!r} is an SDXL model, which cannot be run by parts yet")
@@ -307,9 +239,25 @@ class TorchBackend(LatentStages):
             ids = torch.from_numpy(ids).to(pipe.text_encoder.device)
             return self._encode_ids(pipe.text_encoder, ids, clip_skip).float().cpu().numpy()
 
+        def encode_with(ids: np.ndarray, vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            """The encoder with an embedding's vectors in place of the token vectors where `mask` is set."""
+            table = pipe.text_encoder.get_input_embeddings()
+            where = torch.from_numpy(mask).to(table.weight.device)
+            put = torch.from_numpy(vectors).to(table.weight.device, table.weight.dtype)
+
+            def hook(module, inputs, output):
+                return torch.where(where[..., None], put, output)
+
+            handle = table.register_forward_hook(hook)
+            try:
+                return encode(ids)
+            finally:
+                handle.remove()
+
         return prompts.TextEncoder(
             tokenize=lambda text: tokenizer(text, add_special_tokens=False, verbose=False).input_ids,
-            encode=encode, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
+            encode=encode, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id,
+            embeddings=self.embedding_vectors("sd"), encode_with=encode_with)
 
     def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray, control=(),
                       control_input=None) -> torch.Tensor:

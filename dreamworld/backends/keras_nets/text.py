@@ -47,9 +47,17 @@ class TextEncoder(Net):
             if isinstance(sub, layers.LayerNormalization):
                 sub.epsilon = c.get("layer_norm_eps", 1e-5)
 
-    def call(self, ids, skip: int = 1):
+    def call(self, ids, skip: int = 1, vectors=None, where=None):
+        """`vectors` (N, length, width) replace the token vectors where `where` (N, length) is true
+        (textual-inversion embeddings)."""
         positions = ops.expand_dims(ops.arange(self.length, dtype="int32"), 0)
-        x = self.embedding([ids, ops.repeat(positions, ops.shape(ids)[0], axis=0)])
+        positions = ops.repeat(positions, ops.shape(ids)[0], axis=0)
+        if vectors is None:
+            x = self.embedding([ids, positions])
+        else:  # CLIPEmbedding's sum, with the token vectors replaced
+            tokens = self.embedding.token_embedding(ids)
+            tokens = ops.where(ops.expand_dims(where, -1), ops.cast(vectors, tokens.dtype), tokens)
+            x = tokens + self.embedding.position_embedding(positions)
         for layer in self.encoder_layers[:len(self.encoder_layers) - (skip - 1)]:
             x = layer(x)
         return self.final_norm(x)
