@@ -102,6 +102,19 @@ def test_seed_minus_one_and_a1111_only_fields_are_accepted(client):
     assert json.loads(answer.json()["info"])["seed"] >= 0
 
 
+def test_the_lora_field_takes_name_weight_strings_or_pairs_and_is_recorded(client):
+    def made(lora):
+        answer = client.post("/sdapi/v1/txt2img", json={"prompt": "a red circle", "seed": 3, **FAST, "lora": lora})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    as_text, as_pair, without = made(["outline:0.8"]), made([["outline", 0.8]]), made([])
+    assert as_text["images"] == as_pair["images"] != without["images"]
+    assert 'Lora hashes: "outline: ' in json.loads(as_text["info"])["infotexts"][0]
+    bad = client.post("/sdapi/v1/txt2img", json={**FAST, "lora": ["outline:99"]})
+    assert bad.status_code == 422 and bad.json()["field"] == "lora" and "from -10.0 to 10.0" in bad.json()["detail"]
+
+
 @pytest.mark.parametrize("body, field", [
     ({"steps": 0}, "steps"), ({"cfg_scale": "lots"}, "cfg_scale"), ({"sampler_name": "Nope"}, "sampler_name"),
     ({"width": 65}, "width"), ({"n_iter": 9, "batch_size": 2}, "n_iter"),

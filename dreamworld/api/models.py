@@ -36,7 +36,8 @@ def api_name(spec) -> str:
 
 
 def _field(spec) -> tuple[Any, Any]:
-    kind = list[spec.type] if spec.kind == "list" else list[dict | str] if spec.kind == "units" else spec.type
+    kind = {"list": list[spec.type], "units": list[dict | str],  # name:weight pairs: "outline:0.8" or [name, weight]
+            "pairs": list[str | tuple[str, float]]}.get(spec.kind, spec.type)
     if spec.kind == "image":
         kind = str  # base64 in the API
     ranged = {} if spec.kind else {"ge": spec.min, "le": spec.max}
