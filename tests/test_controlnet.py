@@ -17,9 +17,6 @@ from embedded_model import shapes
 from .conftest import files_in, pixels
 
 EDGES = "control_dreamworld_edges"
-# The shipped ControlNet is under-trained (models/ControlNet/README.md): these check what it draws.
-UNDER_TRAINED = pytest.mark.xfail(reason="control_dreamworld_edges is under-trained (284 steps): it does "
-                                         "not yet follow its control; see models/ControlNet/README.md", strict=False)
 SIZE = dict(width=128, height=128)
 STEPS = 10
 
@@ -114,14 +111,12 @@ def placements(world, held):
     return np.array(rows)
 
 
-@UNDER_TRAINED
 def test_a_control_shape_puts_the_object_where_the_prompt_does_not_say(placements):
     guided, _, plain = placements.mean(axis=0)
     assert guided > 0.5 and guided > plain + 0.2, placements
     assert (placements[:, 0] > placements[:, 2]).mean() >= 0.75, placements
 
 
-@UNDER_TRAINED
 def test_a_unit_ending_at_0_3_follows_less_than_one_ending_at_1(placements):
     guided, early, _ = placements.mean(axis=0)
     assert early < guided - 0.05, placements
@@ -134,7 +129,6 @@ def test_weight_0_gives_the_pixels_of_no_controlnet(world, held):
     assert np.array_equal(pixels(plain), pixels(off))
 
 
-@UNDER_TRAINED
 def test_two_units_combine(world, tmp_path):
     """One unit draws a circle's outline on the left, the other a square's on the right: together both."""
     left = shapes.scene_from("blue", ("circle", "red", "large", "left"))
@@ -164,7 +158,6 @@ def test_metadata_stores_the_control_image_and_from_reruns_the_same_pixels(world
     assert np.array_equal(pixels(result.paths[0]), pixels(again.paths[0]))
 
 
-@UNDER_TRAINED
 def test_the_unit_takes_the_input_image_when_it_has_none(world, held):
     scene, prompt, path = held[3]
     result = world.create(prompt=prompt, seed=1, steps=STEPS, mode="img2img", init_image=str(path), strength=1.0,
