@@ -174,20 +174,27 @@ def chunks(text: str, encoder: TextEncoder) -> list[tuple[list, list]]:
     return chunker.chunks
 
 
+def chunk_ids(tokens: list, encoder: TextEncoder) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A chunk as the encoder takes it: ids (1, 77) with BOS, EOS and padding, and where it holds an
+    embedding's vectors, those vectors (1, 77, width) and their mask (1, 77); else None, None."""
+    ids = [encoder.pad if isinstance(t, Vector) else t for t in tokens]
+    ids = np.array([[encoder.bos, *ids, encoder.eos] + [encoder.pad] * (CHUNK - len(tokens))], np.int64)
+    if not any(isinstance(t, Vector) for t in tokens):
+        return ids, None, None
+    width = next(t.array.shape[-1] for t in tokens if isinstance(t, Vector))
+    vectors = np.zeros((*ids.shape, width), np.float32)
+    mask = np.zeros(ids.shape, bool)
+    for i, t in enumerate(tokens):
+        if isinstance(t, Vector):
+            vectors[0, i + 1], mask[0, i + 1] = t.array, True
+    return ids, vectors, mask
+
+
 def encode_chunk(tokens: list, weights: list, encoder: TextEncoder) -> np.ndarray:
     """One chunk's weighted hidden states (1, 77, width), float32."""
-    ids = [encoder.pad if isinstance(t, Vector) else t for t in tokens]
-    ids = [encoder.bos, *ids, encoder.eos] + [encoder.pad] * (CHUNK - len(tokens))
-    if any(isinstance(t, Vector) for t in tokens):
-        width = next(t.array.shape[-1] for t in tokens if isinstance(t, Vector))
-        vectors = np.zeros((1, len(ids), width), np.float32)
-        mask = np.zeros((1, len(ids)), bool)
-        for i, t in enumerate(tokens):
-            if isinstance(t, Vector):
-                vectors[0, i + 1], mask[0, i + 1] = t.array, True
-        z = np.asarray(encoder.encode_with(np.array([ids], np.int64), vectors, mask), np.float32)
-    else:
-        z = np.asarray(encoder.encode(np.array([ids], np.int64)), np.float32)
+    ids, vectors, mask = chunk_ids(tokens, encoder)
+    z = encoder.encode(ids) if vectors is None else encoder.encode_with(ids, vectors, mask)
+    z = np.asarray(z, np.float32)
     if all(w == 1.0 for w in weights):
         return z
     multipliers = np.array([1.0, *weights] + [1.0] * (CHUNK + 1 - len(weights)), np.float32)

@@ -57,3 +57,15 @@ def pytest_collection_modifyitems(items):
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
     items.sort(key=rank)  # stable: the tests of a file keep their order
+
+
+def clip_reference(pipe, text: str, clip_skip: int = 1):
+    """The text encoder's own features of a short prompt, as diffusers computes them (padded to 77, the layer
+    clip_skip from the end through the final norm): what DreamWorld's A1111 encoding must equal for it."""
+    import torch
+    ids = pipe.tokenizer(text, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        hidden = pipe.text_encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
+        encoder = pipe.text_encoder
+        return (getattr(encoder, "final_layer_norm", None) or encoder.text_model.final_layer_norm)(hidden)

@@ -19,7 +19,7 @@ from dreamworld.backends.torch_backend import TorchBackend
 from dreamworld.models import find_model
 from dreamworld.schema import RequestError, validate
 
-from .conftest import FAST, files_in, pixels
+from .conftest import FAST, clip_reference, files_in, pixels
 
 PROMPTS = ["a red circle on a blue background", "", "A  Large   YELLOW star, on the LEFT!! (big) [small]",
            "über café, 東京 & naïve 123.5 #tags", "a " + "very " * 90 + "long prompt"]
@@ -83,7 +83,7 @@ def test_unet_predicts_the_torch_noise(engines, t):
     pipe = torch_pipe(engines)
     g = torch.Generator().manual_seed(1)
     latents = torch.randn(2, 4, 16, 16, generator=g)
-    context = torch.cat([TorchBackend._embed(pipe, p, 1) for p in PROMPTS[:2]])
+    context = torch.cat([clip_reference(pipe, p) for p in PROMPTS[:2]])
     with torch.inference_mode():
         expected = pipe.unet(latents, torch.tensor(t), context).sample.numpy()
     got = engines[1].predict_noise(latents, torch.tensor(t), context.numpy()).numpy()

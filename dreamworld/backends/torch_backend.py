@@ -15,7 +15,7 @@ from transformers.utils import logging as transformers_logging
 from .. import loras as lora_files, prompts
 from ..models import ModelError
 from ..schema import MODES
-from . import LoadSpec, samplers, torch_controlnet, torch_tiles, weights
+from . import LoadSpec, samplers, torch_controlnet, torch_text, torch_tiles, weights
 from .base import BackendError, Capabilities, Interrupted, Job, is_out_of_memory, out_of_memory, precisions_on
 from .latents import LatentStages
 from .torch_devices import available_devices, resolve_device, resolve_precision, supported_precisions
@@ -58,7 +58,6 @@ class TorchBackend(LatentStages):
         # An inpainting UNet (latents + mask + masked image in) serves only the inpaint mode.
         self.inpainting_only = pipe.unet.config.in_channels == 9
         self._pipes = {"txt2img": pipe.to(self.device)}
-        self._sdxl_tokens: set[str] = set()  # SDXL: embeddings loaded into the tokenizers
         self._adapters: list[str] = []  # PEFT adapters loaded (loras.LoraFile.adapter), least recently used first
         self._scheduler_config = dict(pipe.scheduler.config)
         self.sdxl = getattr(pipe, "text_encoder_2", None) is not None
@@ -210,22 +209,6 @@ class TorchBackend(LatentStages):
         return noise.float().numpy()
 
     # ----- the stages' hooks (latents.py) ---------------------------------------------------------
-    def set_embeddings(self, embeddings: tuple) -> None:
-        """SDXL runs on diffusers' pipelines: its embeddings are loaded into both tokenizers and text encoders
-        as diffusers' load_textual_inversion does (a new token per vector, once per embedding)."""
-        super().set_embeddings(embeddings)
-        if not self.sdxl:
-            return
-        pipe = self._pipes["txt2img"]
-        for e in embeddings:
-            if e.name in self._sdxl_tokens:
-                continue
-            for key, encoder, tokenizer in (("clip_l", pipe.text_encoder, pipe.tokenizer),
-                                            ("clip_g", pipe.text_encoder_2, pipe.tokenizer_2)):
-                pipe.load_textual_inversion(torch.from_numpy(e.vectors[key]), token=e.name, text_encoder=encoder,
-                                            tokenizer=tokenizer)
-            self._sdxl_tokens.add(e.name)
-
     def _refuse_sdxl(self) -> None:
         if self.sdxl:
             raise BackendError(f"model {self.model_name!r} is an SDXL model, which cannot be run by parts yet")
@@ -233,31 +216,8 @@ class TorchBackend(LatentStages):
     def prompt_encoder(self, clip_skip: int = 1) -> prompts.TextEncoder:
         self._refuse_sdxl()
         pipe = self._pipes["txt2img"]
-        tokenizer = pipe.tokenizer
-
-        def encode(ids: np.ndarray) -> np.ndarray:
-            ids = torch.from_numpy(ids).to(pipe.text_encoder.device)
-            return self._encode_ids(pipe.text_encoder, ids, clip_skip).float().cpu().numpy()
-
-        def encode_with(ids: np.ndarray, vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            """The encoder with an embedding's vectors in place of the token vectors where `mask` is set."""
-            table = pipe.text_encoder.get_input_embeddings()
-            where = torch.from_numpy(mask).to(table.weight.device)
-            put = torch.from_numpy(vectors).to(table.weight.device, table.weight.dtype)
-
-            def hook(module, inputs, output):
-                return torch.where(where[..., None], put, output)
-
-            handle = table.register_forward_hook(hook)
-            try:
-                return encode(ids)
-            finally:
-                handle.remove()
-
-        return prompts.TextEncoder(
-            tokenize=lambda text: tokenizer(text, add_special_tokens=False, verbose=False).input_ids,
-            encode=encode, bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id,
-            embeddings=self.embedding_vectors("sd"), encode_with=encode_with)
+        return torch_text.clip_encoder(pipe.tokenizer, pipe.text_encoder,
+                                       torch_text.sd_features(pipe.text_encoder, clip_skip), self.embedding_vectors("sd"))
 
     def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray, control=(),
                       control_input=None) -> torch.Tensor:
@@ -333,48 +293,11 @@ class TorchBackend(LatentStages):
         return latents.to(self.device)
 
     def _prompts(self, pipe, r, blend=None) -> dict:
-        """Prompt arguments; clip skip is applied here as A1111 does (final layer norm after the skip).
-
-        `blend` ((prompt, weight), ...) mixes the prompts' embeddings instead of using r.prompt."""
-        if blend:
-            return self._blend(pipe, r, blend)
-        r = r.replace(prompt=prompts.strip_networks(r.prompt), negative_prompt=prompts.strip_networks(r.negative_prompt))
-        if r.clip_skip == 1 or getattr(pipe, "text_encoder_2", None) is not None:
-            return dict(prompt=r.prompt, negative_prompt=r.negative_prompt or None,
-                        clip_skip=(r.clip_skip - 1) or None)
-        return dict(prompt_embeds=self._embed(pipe, r.prompt, r.clip_skip),
-                    negative_prompt_embeds=self._embed(pipe, r.negative_prompt, r.clip_skip))
-
-    def _blend(self, pipe, r, blend) -> dict:
-        """The weighted sum of the prompts' embeddings (and pooled embeddings, for SDXL)."""
-        mixed = None
-        for prompt, weight in blend:
-            if r.clip_skip > 1 and getattr(pipe, "text_encoder_2", None) is None:
-                parts = (self._embed(pipe, prompt, r.clip_skip), self._embed(pipe, r.negative_prompt, r.clip_skip))
-            else:
-                with torch.inference_mode():
-                    parts = pipe.encode_prompt(prompt=prompt, device=pipe.device, num_images_per_prompt=1,
-                                               do_classifier_free_guidance=True,
-                                               negative_prompt=r.negative_prompt or None,
-                                               clip_skip=(r.clip_skip - 1) or None)
-            weighted = [p * weight if i % 2 == 0 else p for i, p in enumerate(parts)]  # negatives: unmixed
-            mixed = weighted if mixed is None else [m + w if i % 2 == 0 else m
-                                                    for i, (m, w) in enumerate(zip(mixed, weighted))]
-        names = ["prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
-        return dict(zip(names, mixed))
-
-    @staticmethod
-    def _embed(pipe, text: str, clip_skip: int):
-        ids = pipe.tokenizer(text, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(pipe.text_encoder.device)
-        return TorchBackend._encode_ids(pipe.text_encoder, ids, clip_skip)
-
-    @staticmethod
-    def _encode_ids(encoder, ids: torch.Tensor, clip_skip: int):
-        with torch.inference_mode():
-            hidden = encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
-            norm = getattr(encoder, "final_layer_norm", None) or encoder.text_model.final_layer_norm
-            return norm(hidden).to(encoder.dtype)
+        """SDXL's prompt arguments, A1111's way (torch_text.sdxl_conditioning); `blend` ((prompt, weight), ...)
+        mixes the prompts' features instead of using r.prompt."""
+        embeddings = {key: self.embedding_vectors(key) for key in ("clip_l", "clip_g")}
+        return torch_text.sdxl_conditioning(pipe, list(blend or [(r.prompt, 1.0)]), r.negative_prompt, r.clip_skip,
+                                            embeddings)
 
     def close(self) -> None:
         self._pipes.clear()
