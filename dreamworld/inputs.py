@@ -133,6 +133,11 @@ def painted_mask(init: Image.Image, painted: Image.Image) -> Image.Image:
     return Image.fromarray(((np.abs(a - b).max(axis=2) > PAINT_THRESHOLD) * 255).astype(np.uint8), "L")
 
 
+def controlnet_hashes(request, model_dirs) -> dict:
+    """{ControlNet model name: short hash} of the request's units, for the parameters text."""
+    return {u.model: models.find_model(model_dirs, u.model, "controlnet").hash[:8] for u in request.controlnet}
+
+
 def store(request: Request, init_image, mask, original, folder: Path, creations_dir: Path) -> Request:
     """The request as a creation records it: its input pictures copied into `folder` (creations.store_input)
     and named relative to it, the unpainted input as init_image and the painted one as painted."""

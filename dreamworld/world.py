@@ -201,8 +201,7 @@ class DreamWorld:
                                             self.creations_dir)  # before anything is written
             model = models.find_model(self.model_dirs, request.model)
             stored = inputs.store(request, init_image, mask, original, folder, self.creations_dir)
-            hashes = {u.model: models.find_model(self.model_dirs, u.model, "controlnet").hash[:8]
-                      for u in request.controlnet}
+            hashes = inputs.controlnet_hashes(request, self.model_dirs)
             result = Result(request=request)
             self.progress = progress = Progress(images=len(request.image_seeds()), steps=request.steps)
 
@@ -320,12 +319,11 @@ class DreamWorld:
                 request = schema.validate_cinema(runs.load_settings(run_dir, self.creations_dir))
             if request.motion != "video":  # schedule errors at once, before loading a model
                 planning.evaluate(request, request.frames or planning.DEFAULT_FRAMES)
-            if getattr(request, "controlnet", ()):
-                raise RequestError("controlnet", "cinema runs cannot use ControlNet units yet; make single images "
-                                                 "with them")
             base = planning.base_request(request)
             backend = self.compile(base)
             backends.check(request, backend.capabilities())
+            if request.controlnet:  # a unit without its own image takes each frame's input
+                inputs.check_controlnet(base, self.model_dirs, self.creations_dir)
             base = self._resolve(base, backend)
             request, video_frames = planning.resolve(request, base, backend.native_size,
                                                      backend.capabilities().size_multiple)
@@ -343,8 +341,10 @@ class DreamWorld:
                 plan, backend=backend, run_dir=run_dir, creations_dir=self.creations_dir, model=model,
                 progress=progress, report=(lambda: on_progress(progress)) if on_progress else (lambda: None),
                 should_stop=self._stop.is_set, init_image=init, init_stored=settings["cinema"]["init_image"],
-                video_frames=video_frames,
-                depth_model=self.depth_model or inputs.depth_hook(self.model_dirs, request))
+                video_frames=video_frames, depth_model=self.depth_model or inputs.depth_hook(self.model_dirs, request),
+                text_extra={**self.hashes(), "ControlNet hashes": inputs.controlnet_hashes(request, self.model_dirs)},
+                control=lambda frame, image: inputs.control_inputs(frame, backend, image, None, self.model_dirs,
+                                                                   self.creations_dir))
             return renderer.run()
 
     def _resolve(self, request: Request, backend: Backend) -> Request:

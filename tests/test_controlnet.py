@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from dreamworld import creations, preprocessors
-from dreamworld.errors import DreamWorldError, ModelError
+from dreamworld.errors import DreamWorldError
 from dreamworld.schema import RequestError
 from dreamworld.settings import PROJECT_DIR
 from embedded_model import shapes
@@ -227,3 +227,23 @@ def test_a_painted_image_equal_to_the_input_is_one_sentence(world, tmp_path):
     init = Image.new("RGB", (128, 128), (30, 80, 220))
     with pytest.raises(RequestError, match="painted does not differ from init_image anywhere"):
         world.create(prompt="x", mode="inpaint", init_image=init, painted=init.copy(), steps=2, **SIZE)
+
+
+def test_a_video_run_takes_each_frames_control_from_that_source_frame(world, tmp_path):
+    """A line drawing of a circle moving left to right (white on black): each frame, repainted at strength 1,
+    is a red circle on blue where its source frame's circle is with a unit that has no image of its own
+    (canny of the frame), and not without it."""
+    from dreamworld.cinema import runs, video
+    moving = [shapes.scene_from("blue", ("circle", "red", "large", where)) for where in ("left", "center", "right")]
+    drawings = [(preprocessors.run("canny", shapes.render_pil([s])[0]) * 255).astype(np.uint8) for s in moving]
+    clip = video.write_mp4(drawings, tmp_path / "in.mp4", fps=8)
+    fields = dict(motion="video", video=str(clip), prompt="a red circle on a blue background", steps=STEPS,
+                  strength=1.0, seed=1, color_coherence="none")
+    guided = world.animate(**fields, controlnet=[{"preprocessor": "canny", "model": EDGES}])
+    plain = world.animate(**fields)
+    follows = [iou(Image.open(f), s) for f, s in zip(guided.frames, moving)]
+    free = [iou(Image.open(f), s) for f, s in zip(plain.frames, moving)]
+    assert np.mean(follows) > np.mean(free) + 0.2 and min(follows) > 0.3, (follows, free)
+    assert 'ControlNet 0: "Module: canny, Model: control_dreamworld_edges [' in \
+        creations.read_creation(guided.frames[1])["parameters"]
+    assert runs.load_settings(guided.settings, world.creations_dir)["controlnet"][0]["model"] == EDGES

@@ -55,13 +55,16 @@ class Renderer:
     def __init__(self, plan: Plan, *, backend: Backend, run_dir: Path, creations_dir: Path, model,
                  progress, report: Callable[[], None], should_stop: Callable[[], bool],
                  init_image: Image.Image | None = None, init_stored: str | None = None,
-                 video_frames: list[np.ndarray] | None = None, depth_model: transforms.DepthModel | None = None):
+                 video_frames: list[np.ndarray] | None = None, depth_model: transforms.DepthModel | None = None,
+                 control: Callable | None = None, text_extra: dict | None = None):
         self.plan, self.request = plan, plan.request
         self.backend, self.run_dir, self.creations_dir, self.model = backend, run_dir, creations_dir, model
         self.progress, self.report, self.should_stop = progress, report, should_stop
         self.init = np.asarray(init_image.convert("RGB")) if init_image is not None else None
         self.init_stored = init_stored  # the init image as recorded (in creations/inputs)
         self.video_frames, self.depth_model = video_frames, depth_model
+        self.control = control  # control(frame request, input image): its ControlNet units made ready
+        self.text_extra = text_extra or {}  # LoRA and ControlNet hashes for each frame's parameters text
         self.base = base_request(self.request)
         self.saved = runs.saved_frames(run_dir)
         self.cache: dict[int, np.ndarray] = {}
@@ -178,6 +181,11 @@ class Renderer:
             self.report()
 
         init = Image.fromarray(source) if source is not None else None
+        if request.controlnet and self.control:
+            # A unit without its own image follows the frame's input (the video frame, or the moved previous
+            # frame); on a frame without one (the first, made from text) only units with their own image guide.
+            units = tuple(u for u in request.controlnet if u.image is not None or init is not None)
+            hooks["control"] = self.control(request.replace(controlnet=units), init) if units else ()
         job = Job(request, seed, init, None, on_step, self.should_stop, **hooks)
         with self.timed("diffusion"):
             return np.asarray(self.backend.generate(job).convert("RGB"))
@@ -212,7 +220,7 @@ class Renderer:
 
     def save(self, index: int, image: np.ndarray, request: schema.Request, extra: dict) -> None:
         r = self.request
-        text = infotext.format_parameters(request, {"Model hash": self.model.hash,
+        text = infotext.format_parameters(request, {"Model hash": self.model.hash, **self.text_extra,
                                                     "Version": f"dreamworld {__version__}"})
         info = {"frames": r.frames, "motion": r.motion, "settings": RUN_SETTINGS, **extra}
         with self.timed("save"):

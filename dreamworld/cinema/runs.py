@@ -39,6 +39,8 @@ def record(request, creations_dir) -> dict:
         fields["init_image"] = creations.store_input(fields["init_image"], creations_dir)
     if fields["video"] is not None:
         fields["video"] = creations.store_file(fields["video"], creations_dir)
+    fields["controlnet"] = [{**u, "image": creations.store_input(u["image"], creations_dir)} if u.get("image") else u
+                            for u in fields.get("controlnet") or ()]
     return {"dreamworld_version": __version__, "cinema": fields}
 
 
