@@ -913,3 +913,23 @@ def test_controlnet_panel_previews_guides_and_hides_on_tensorflow(page, server, 
     page.get_by_text("Advanced", exact=True).click()
     choose(page, "backend", "tensorflow")
     expect(panel).to_be_hidden(timeout=60_000)  # TensorFlow declares no ControlNet
+
+
+def test_the_lora_and_embedding_pickers_put_them_in_the_prompt_and_the_picture_uses_them(page, server):
+    fill(page, prompt="a red circle on a blue background", seed=5, **FAST)
+    page.locator("#lora-pick input").click()
+    page.get_by_role("option", name="outline", exact=True).click()
+    weight = page.locator("#lora-weight input[type=number]")
+    weight.fill("0.8")
+    weight.press("Tab")
+    page.locator("#lora-add").click()
+    prompt = page.locator("#field-prompt textarea")
+    expect(prompt).to_have_value("a red circle on a blue background <lora:outline:0.8>")
+    page.locator("#embedding-pick input").click()
+    page.get_by_role("option", name="dwsun", exact=True).click()
+    page.locator("#embedding-add").click()
+    expect(prompt).to_have_value("a red circle on a blue background <lora:outline:0.8> dwsun")
+    image = generate_one(page, server)
+    parameters = read_creation(image)["parameters"]
+    assert parameters.startswith("a red circle on a blue background <lora:outline:0.8> dwsun\n")
+    assert 'Lora hashes: "outline: ' in parameters and 'TI hashes: "dwsun: ' in parameters
