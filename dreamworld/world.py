@@ -328,6 +328,7 @@ class DreamWorld:
             request, video_frames = planning.resolve(request, base, backend.native_size,
                                                      backend.capabilities().size_multiple)
             plan = planning.plan(request)  # every schedule at every frame: errors before anything is written
+            planning.check_loras(plan, base)
             init = None
             if request.init_image:
                 init = inputs.open_inputs(base.replace(init_image=request.init_image), self.creations_dir)[0]

@@ -216,6 +216,9 @@ def _armed_embedding(tmp) -> bytes:
 
 
 ISSUE_14_LORA = [
+    ("lora-differs-between-frames", ["cinema", "--prompt", "x <lora:outline:0.5>", "--frames", "3", "--steps", "1",
+                                     "--prompts", '{"0": "x <lora:outline:0.5>", "2": "a city"}'], {},
+     "error: prompts: frame 2's <lora:...> tags differ from the run's (outline:0.5); a run uses one set of LoRAs"),
     ("lora-unknown", ["generate", "--prompt", "x <lora:nosuch:0.8>", *MODELS], {},
      "error: LoRA 'nosuch' was not found; available: outline"),
     ("lora-unknown-field", ["generate", "--prompt", "x", "--lora", "nosuch:0.5", *MODELS], {},

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import schema
+from .. import loras, schema
 from ..errors import RequestError
 from . import schedules, transforms, video
 
@@ -188,3 +188,13 @@ def resolve(request, base: schema.Request, native_size: tuple[int, int], size_mu
             raise RequestError("video", f"video: {Path(request.video).name!r} holds no frames")
         request = request.replace(frames=len(frames), fps=request.fps or round(source_fps / request.every_nth, 3))
     return request.replace(frames=request.frames or DEFAULT_FRAMES, fps=request.fps or DEFAULT_FPS), frames
+
+
+def check_loras(plan: Plan, base: schema.Request) -> None:
+    """A run is made with one set of LoRAs (loaded once): a frame prompt naming others is refused, not ignored."""
+    run = loras.wanted(base)
+    for frame in plan.frames:
+        if loras.wanted(base.replace(prompt=frame.prompt)) != run:
+            raise RequestError("prompts", f"prompts: frame {frame.index}'s <lora:...> tags differ from the run's "
+                                          f"({', '.join(f'{n}:{w:g}' for n, w in run) or 'none'}); a run uses one "
+                                          f"set of LoRAs: name them in prompt or in the lora field")
