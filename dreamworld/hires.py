@@ -30,7 +30,7 @@ def check(request: Request, model_dirs, backend) -> Request:
     if max(width, height) > limit:
         raise RequestError("hires_scale", f"hires_scale {request.hires_scale:g} makes {width}x{height} pixels from "
                                           f"{request.width}x{request.height}; each side must be at most {limit}")
-    if name == upscalers.LATENT and (not backend.capabilities().parts or backend.family == "sdxl"):
+    if name == upscalers.LATENT and not backend.capabilities().parts:
         raise RequestError("hires_upscaler", f"hires_upscaler Latent needs the pipeline's stages, which this model "
                                              f"on {request.backend} does not run; use Lanczos or a models/ESRGAN model")
     return request.replace(hires_upscaler=name)

@@ -32,6 +32,20 @@ class Interrupted(Exception):
 
 
 @dataclass(frozen=True)
+class Conditioning:
+    """SDXL's [negative, positive] text features: per token (2, tokens, width) and pooled (2, pooled width).
+    Indexed by rows as a plain (2, tokens, width) array of SD's features is."""
+    context: Any
+    pooled: Any
+
+    def __getitem__(self, rows) -> "Conditioning":
+        return Conditioning(self.context[rows], self.pooled[rows])
+
+    def __len__(self) -> int:
+        return len(self.context)
+
+
+@dataclass(frozen=True)
 class Capabilities:
     modes: tuple[str, ...]
     schedulers: tuple[str, ...]
@@ -156,7 +170,8 @@ class Backend(ABC):
 
     # ----- stages (by parts): generate is encode_prompt, initial_noise, denoise, decode_latents in order --
     def encode_prompt(self, request: Request, blend=None):
-        """[negative, positive] text embeddings of the request's prompts, float32 (2, tokens, width)."""
+        """[negative, positive] text embeddings of the request's prompts, float32 (2, tokens, width); SDXL:
+        a Conditioning, with the pooled embeddings too."""
         raise BackendError(f"backend {self.name!r} cannot run the pipeline by parts")
 
     def denoise(self, job: Job, context, latents=None, rng_state: bytes | None = None):

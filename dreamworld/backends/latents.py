@@ -115,7 +115,7 @@ class LatentStages(Backend):
     def _loop(self, job, scheduler, generator, latents, context, run, end, inpaint):
         r, (blend, extra) = job.request, inpaint
         guided = r.guidance_scale > 1
-        context = np.ascontiguousarray(context if guided else context[1:], dtype=np.float32)
+        context = context if guided else context[1:]  # an array, or SDXL's Conditioning
         step_kwargs = _step_kwargs(scheduler, generator)
         control = self.prepare_control(job) if job.control else []
         for i in range(job.from_step, end):

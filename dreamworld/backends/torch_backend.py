@@ -16,7 +16,7 @@ from .. import loras as lora_files, prompts
 from ..models import ModelError
 from ..schema import MODES
 from . import LoadSpec, samplers, torch_controlnet, torch_text, torch_tiles, weights
-from .base import BackendError, Capabilities, Interrupted, Job, is_out_of_memory, out_of_memory, precisions_on
+from .base import BackendError, Capabilities, Conditioning, Job, is_out_of_memory, out_of_memory, precisions_on
 from .latents import LatentStages
 from .torch_devices import available_devices, resolve_device, resolve_precision, supported_precisions
 
@@ -118,8 +118,6 @@ class TorchBackend(LatentStages):
         if self.inpainting_only and r.mode != "inpaint":
             raise BackendError(f"model {self.model_name!r} is an inpainting model: it can only do mode inpaint, "
                                f"not {r.mode}")
-        if self.sdxl:
-            return self._generate_sdxl(job)
         try:
             with torch.inference_mode():
                 return super().generate(job)
@@ -133,58 +131,6 @@ class TorchBackend(LatentStages):
         self.free_cache()
         return out_of_memory(self.device, r.width, r.height, error)
 
-    def _generate_sdxl(self, job: Job) -> Image.Image:
-        """SDXL (two text encoders, pooled embeddings, size conditioning) runs on diffusers' pipelines."""
-        r = job.request
-        if r.ngms:
-            raise BackendError(f"ngms (skipping the negative prompt at low noise) is not available for SDXL models "
-                               f"such as {self.model_name!r} yet; set it to 0")
-        pipe = self._pipe(r.mode) if not job.control else self._control_pipe(job)
-        pipe.scheduler = samplers.make(r.scheduler, self._scheduler_config, job.seed)
-        stopped = False
-
-        def on_step_end(pipeline, i, t, tensors):
-            nonlocal stopped
-            job.on_step(i + 1, pipeline.num_timesteps)
-            if job.should_stop():
-                stopped = True
-                pipeline._interrupt = True
-            return tensors
-
-        args = dict(
-            **self._prompts(pipe, r, job.prompt_blend), num_inference_steps=r.steps,
-            guidance_scale=r.guidance_scale,
-            # Noise comes from a CPU generator so that a seed gives the same picture on every device.
-            generator=torch.Generator("cpu").manual_seed(job.seed),
-            callback_on_step_end=on_step_end)
-        if r.mode == "txt2img":
-            args.update(width=r.width, height=r.height)
-            if job.noise is not None:
-                args.update(latents=self._latents(job.noise, args["generator"]))
-        else:
-            args.update(image=job.init_image, strength=r.strength)
-        if r.mode == "inpaint":
-            mask = job.soft_mask
-            args.update(mask_image=mask, width=r.width, height=r.height)
-        if job.control:  # diffusers' SDXL ControlNet pipelines, one net or a MultiControlNetModel
-            images = [torch_controlnet.control_tensor(u.image) for u in job.control]
-            args.update({"image" if r.mode == "txt2img" else "control_image": images if len(images) > 1 else images[0],
-                         "controlnet_conditioning_scale": [u.weight for u in job.control] if len(images) > 1
-                         else job.control[0].weight,
-                         "control_guidance_start": [u.start for u in job.control],
-                         "control_guidance_end": [u.end for u in job.control]})
-        try:
-            with torch.inference_mode():
-                image = pipe(**args).images[0]
-        except (RuntimeError, MemoryError) as e:
-            raise self._out_of_memory(e, r) from None
-        if stopped:
-            raise Interrupted()
-        if r.mode == "inpaint":
-            # Like A1111, keep the unmasked pixels of the input exactly.
-            image = Image.composite(image, job.compose_image, job.compose_mask)
-        return image
-
     # ----- ControlNet (torch_controlnet.py) ------------------------------------------------------
     def controlnet(self, info):
         """The ControlNet of a models/ControlNet entry, loaded once and checked against this model's UNet."""
@@ -196,45 +142,46 @@ class TorchBackend(LatentStages):
     def prepare_control(self, job: Job) -> list:
         return [(self.controlnet(u.model), torch_controlnet.control_tensor(u.image)) for u in job.control]
 
-    def _control_pipe(self, job: Job):
-        return torch_controlnet.sdxl_pipe(self._pipes["txt2img"], [self.controlnet(u.model) for u in job.control],
-                                          job.request.mode)
-
     def initial_noise(self, seed: int, width: int, height: int) -> np.ndarray:
         """The latent noise a txt2img generation with this seed starts from (drawn as diffusers does)."""
         pipe = self._pipes["txt2img"]
         shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-        dtype = DTYPES[self.precision] if self.sdxl else torch.float32  # SDXL: the pipeline's own draw
-        noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=dtype)
-        return noise.float().numpy()
+        return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed)).numpy()
 
     # ----- the stages' hooks (latents.py) ---------------------------------------------------------
-    def _refuse_sdxl(self) -> None:
-        if self.sdxl:
-            raise BackendError(f"model {self.model_name!r} is an SDXL model, which cannot be run by parts yet")
+    def encode_prompt(self, request, blend=None):
+        if not self.sdxl:
+            return super().encode_prompt(request, blend)
+        embeddings = {key: self.embedding_vectors(key) for key in ("clip_l", "clip_g")}
+        return torch_text.sdxl_conditioning(self._pipes["txt2img"], list(blend or [(request.prompt, 1.0)]),
+                                            request.negative_prompt, request.clip_skip, embeddings)
 
     def prompt_encoder(self, clip_skip: int = 1) -> prompts.TextEncoder:
-        self._refuse_sdxl()
+        if self.sdxl:
+            raise BackendError(f"model {self.model_name!r} is an SDXL model: its prompts go through two text "
+                               "encoders at once (encode_prompt)")
         pipe = self._pipes["txt2img"]
         return torch_text.clip_encoder(pipe.tokenizer, pipe.text_encoder,
                                        torch_text.sd_features(pipe.text_encoder, clip_skip), self.embedding_vectors("sd"))
 
-    def predict_noise(self, latents: torch.Tensor, t, context: np.ndarray, control=(),
-                      control_input=None) -> torch.Tensor:
+    def predict_noise(self, latents: torch.Tensor, t, context, control=(), control_input=None) -> torch.Tensor:
         """The UNet's noise prediction; `control` ((ControlNet, control image, weight), ...) adds each
         ControlNet's residuals, scaled by its weight, to the UNet's (summed, as diffusers'
-        MultiControlNetModel does), the ControlNets seeing `control_input` (4-channel latents)."""
+        MultiControlNetModel does), the ControlNets seeing `control_input` (4-channel latents).
+        SDXL (a Conditioning): the pooled features and the size conditioning go to the UNet and ControlNets."""
         pipe, dtype = self._pipes["txt2img"], DTYPES[self.precision]
-        hidden = torch.from_numpy(context).to(self.device, dtype)
-        extra = {}
+        sdxl = isinstance(context, Conditioning)
+        hidden = torch.from_numpy(context.context if sdxl else context).to(self.device, dtype)
+        extra = {"added_cond_kwargs": self._size_conditioning(context.pooled, latents.shape)} if sdxl else {}
+        added = dict(extra)
         with torch.inference_mode():
             for net, cond, weight in control:
                 x = (latents if control_input is None else control_input).to(self.device, dtype)
                 cond = cond.to(self.device, dtype).expand(len(x), -1, -1, -1)
                 down, mid = net(x, t, encoder_hidden_states=hidden, controlnet_cond=cond,
-                                conditioning_scale=float(weight), return_dict=False)
-                if not extra:
-                    extra = {"down_block_additional_residuals": list(down), "mid_block_additional_residual": mid}
+                                conditioning_scale=float(weight), return_dict=False, **added)
+                if "down_block_additional_residuals" not in extra:
+                    extra.update(down_block_additional_residuals=list(down), mid_block_additional_residual=mid)
                 else:
                     extra["down_block_additional_residuals"] = [a + b for a, b in
                                                                 zip(extra["down_block_additional_residuals"], down)]
@@ -242,6 +189,14 @@ class TorchBackend(LatentStages):
             out = pipe.unet(latents.to(self.device, dtype), t, return_dict=False, encoder_hidden_states=hidden,
                             **extra)[0]
         return out.float().cpu()
+
+    def _size_conditioning(self, pooled: np.ndarray, shape) -> dict:
+        """SDXL's added conditions: the pooled text features, and the picture's size as both its original
+        size and its target, uncropped (diffusers' pipelines' defaults; A1111 does the same)."""
+        height, width = shape[2] * self.scale, shape[3] * self.scale
+        dtype = DTYPES[self.precision]
+        sizes = torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype).expand(shape[0], -1)
+        return {"text_embeds": torch.from_numpy(pooled).to(self.device, dtype), "time_ids": sizes.to(self.device)}
 
     def encode(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Scaled latents sampled from the VAE posterior (as diffusers does, from the CPU generator)."""
@@ -253,7 +208,6 @@ class TorchBackend(LatentStages):
         return self._posterior(image)[0] * self.vae_config["scaling_factor"]
 
     def _posterior(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self._refuse_sdxl()
 
         def posterior(vae):
             dist = vae.encode(image.to(self.device, vae.dtype)).latent_dist
@@ -264,13 +218,11 @@ class TorchBackend(LatentStages):
         return mean, std
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        self._refuse_sdxl()
         z = latents / self.vae_config["scaling_factor"]
         with torch.inference_mode():
             return self._vae(lambda vae: vae.decode(z.to(self.device, vae.dtype), return_dict=False)[0]).float().cpu()
 
     def decode_tiled(self, latents: torch.Tensor) -> torch.Tensor:
-        self._refuse_sdxl()
         z = latents / self.vae_config["scaling_factor"]
         return self._vae(lambda vae: torch_tiles.decode_tiled(vae, z.to(self.device, vae.dtype))).float().cpu()
 
@@ -284,20 +236,6 @@ class TorchBackend(LatentStages):
             vae.to(torch.float32)
             out = call(vae)
         return out
-
-    def _latents(self, noise: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-        """Job.noise as the pipeline's latents; the generator is advanced past the draw it replaces, so
-        that noise from initial_noise(seed) with the same seed gives the plain generation's pixels."""
-        latents = torch.from_numpy(np.ascontiguousarray(noise, dtype=np.float32)).to(DTYPES[self.precision])
-        torch.randn(tuple(latents.shape), generator=generator, dtype=latents.dtype)
-        return latents.to(self.device)
-
-    def _prompts(self, pipe, r, blend=None) -> dict:
-        """SDXL's prompt arguments, A1111's way (torch_text.sdxl_conditioning); `blend` ((prompt, weight), ...)
-        mixes the prompts' features instead of using r.prompt."""
-        embeddings = {key: self.embedding_vectors(key) for key in ("clip_l", "clip_g")}
-        return torch_text.sdxl_conditioning(pipe, list(blend or [(r.prompt, 1.0)]), r.negative_prompt, r.clip_skip,
-                                            embeddings)
 
     def close(self) -> None:
         self._pipes.clear()

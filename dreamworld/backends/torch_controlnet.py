@@ -51,15 +51,3 @@ def single_file(path, dtype):
 def control_tensor(image: np.ndarray) -> torch.Tensor:
     """A control image (H, W, 3) float as the ControlNet takes it: NCHW, in [0, 1] (-1: masked)."""
     return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-
-
-def sdxl_pipe(base_pipe, nets: list, mode: str):
-    """An SDXL ControlNet pipeline built from the loaded parts (the model is not loaded again)."""
-    from diffusers import (StableDiffusionXLControlNetImg2ImgPipeline, StableDiffusionXLControlNetInpaintPipeline,
-                           StableDiffusionXLControlNetPipeline)
-    from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
-    cls = {"txt2img": StableDiffusionXLControlNetPipeline, "img2img": StableDiffusionXLControlNetImg2ImgPipeline,
-           "inpaint": StableDiffusionXLControlNetInpaintPipeline}[mode]
-    pipe = cls.from_pipe(base_pipe, controlnet=nets[0] if len(nets) == 1 else MultiControlNetModel(nets))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .. import prompts
+from .base import Conditioning
 
 
 def runner(encoder) -> Callable:
@@ -54,11 +55,11 @@ def sdxl_features(clip_skip: int) -> Callable:
     return lambda output: output.hidden_states[-(clip_skip + 1)]
 
 
-def sdxl_conditioning(pipe, texts: list[str], negative: str, clip_skip: int, embeddings: dict) -> dict:
-    """diffusers' SDXL prompt arguments for the weighted mix of `texts` [(prompt, weight), ...] against
+def sdxl_conditioning(pipe, texts: list[str], negative: str, clip_skip: int, embeddings: dict) -> Conditioning:
+    """SDXL's [negative, positive] features for the weighted mix of `texts` [(prompt, weight), ...] against
     `negative`, encoded as A1111 does SDXL: each encoder chunk by chunk with its weights, the two
     concatenated per token; the pooled features are clip_g's of the first chunk, unweighted. An empty
-    negative prompt is zeros (the pipeline's force_zeros_for_empty_prompt, as A1111)."""
+    negative prompt is zeros (diffusers' force_zeros_for_empty_prompt, as A1111)."""
     encoders = [clip_encoder(pipe.tokenizer, pipe.text_encoder, sdxl_features(clip_skip), embeddings["clip_l"]),
                 clip_encoder(pipe.tokenizer_2, pipe.text_encoder_2, sdxl_features(clip_skip), embeddings["clip_g"])]
     words = [prompt for prompt, _ in texts] + [negative]
@@ -69,10 +70,8 @@ def sdxl_conditioning(pipe, texts: list[str], negative: str, clip_skip: int, emb
     prompt, prompt_pooled = np.tensordot(weights, features, 1), np.tensordot(weights, pooled, 1)
     if not negative and pipe.config.get("force_zeros_for_empty_prompt", True):
         features[-1], pooled[-1] = 0, 0
-    device, dtype = pipe.unet.device, pipe.unet.dtype
-    tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a[None], np.float32)).to(device, dtype)  # noqa: E731
-    return dict(prompt_embeds=tensor(prompt), negative_prompt_embeds=tensor(features[-1]),
-                pooled_prompt_embeds=tensor(prompt_pooled), negative_pooled_prompt_embeds=tensor(pooled[-1]))
+    rows = lambda negative, positive: np.ascontiguousarray(np.stack([negative, positive]), np.float32)  # noqa: E731
+    return Conditioning(rows(features[-1], prompt), rows(pooled[-1], prompt_pooled))
 
 
 def _pooled(text: str, encoder: prompts.TextEncoder, run: Callable) -> np.ndarray:

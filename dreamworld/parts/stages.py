@@ -46,7 +46,7 @@ class Parts:
             embeddings = backend.encode_prompt(r)
             info = dict(kind="text", model=r.model, family=backend.family, backend=r.backend, prompt=r.prompt,
                         negative_prompt=r.negative_prompt, clip_skip=r.clip_skip)
-            return tiff.write(tiff.path_for(out, "text"), embeddings, info)
+            return tiff.write_text(tiff.path_for(out, "text"), embeddings, info)
 
     def noise(self, out, **fields) -> Path:
         """Write NAME_state1.tiff: the starting latent generate draws for the seed and size."""
@@ -65,7 +65,7 @@ class Parts:
         with self.world._lock:
             self.world._stop.clear()
             array, info = tiff.read(state, "state")
-            embeddings, text_info = tiff.read(text, "text")
+            embeddings, text_info = tiff.read_series(text, "text")
             midway = from_step if from_step is not None else info.get("step") or 0
             saved = info.get("step")
             if from_step and saved is not None and saved != from_step:
@@ -75,8 +75,8 @@ class Parts:
                 "img2img" if info.get("kind") in ("image", "diffused") else "txt2img"
             backend = self.world.compile(self.world.request(**fields))
             latent = _check_latent(backend, array, info, state)
-            embeddings = tiff.as_text(embeddings, backend.text_width, Path(text).name)
             tiff.check_family(text_info, backend.family, Path(text).name, "text")
+            embeddings = tiff.as_text(embeddings, backend.text_width, backend.family, Path(text).name)
             size = dict(width=latent.shape[2] * backend.scale, height=latent.shape[1] * backend.scale)
             image_mode = dict(init_image=str(state)) if mode == "img2img" else {}
             backend, r = self._backend({**fields, **size, **image_mode, "mode": mode or "txt2img"})
@@ -146,9 +146,12 @@ class Parts:
 
 
 def _carried(info: dict, text_info: dict, midway: int, given: dict) -> dict:
-    """Defaults for diffuse: the prompts of the text file, the seed of a noise file, and, continuing a
-    midway state, the settings it was made with."""
+    """Defaults for diffuse: the prompts and model of the text file, the seed of a noise file, and,
+    continuing a midway state, the settings it was made with."""
     fields = {k: text_info[k] for k in ("prompt", "negative_prompt", "clip_skip") if k in text_info}
+    made_by = text_info.get("model") or info.get("model")
+    if made_by:  # the model the files were made with, unless another is named
+        fields["model"] = made_by
     if "seed" in info:
         fields["seed"] = info["seed"]
     if midway:

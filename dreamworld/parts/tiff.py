@@ -1,7 +1,8 @@
 """TIFF states of the pipeline by parts: reading, checking and writing them with tifffile.
 
 Files (NAME is the user's):
-    NAME_text.tiff     the [negative, positive] text embeddings, float32, pages (2, tokens, width)
+    NAME_text.tiff     the [negative, positive] text embeddings, float32, pages (2, tokens, width); SDXL's
+                       pooled embeddings (2, pooled width) follow as a second series
     NAME_state1.tiff   a starting latent (noise for a seed, or an image's latent), float32 (C, H/8, W/8),
                        one planar page an image editor opens with its channels as float
     NAME_state2.tiff   the latent after (part of) the denoising loop, same layout
@@ -22,6 +23,7 @@ import numpy as np
 import tifffile
 
 from .. import files
+from ..backends.base import Conditioning
 from ..errors import DreamWorldError
 
 KEY = "dreamworld"
@@ -66,8 +68,9 @@ def path_for(name, suffix: str) -> Path:
     return Path(f"{base_name(name)}_{suffix}.tiff")
 
 
-def write(path, array: np.ndarray, info: dict, *, planar: bool = False) -> Path:
-    """Write `array` with `info` in its description, atomically (a temp file beside it, then renamed)."""
+def write(path, array: np.ndarray, info: dict, *, planar: bool = False, more: tuple = ()) -> Path:
+    """Write `array` with `info` in its description, and the arrays `more` as further series, atomically
+    (a temp file beside it, then renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -76,6 +79,8 @@ def write(path, array: np.ndarray, info: dict, *, planar: bool = False) -> Path:
         options = dict(photometric="rgb")
     try:
         tifffile.imwrite(tmp, array, metadata={KEY: info}, **options)
+        for extra in more:
+            tifffile.imwrite(tmp, extra, append=True, photometric="minisblack")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -83,16 +88,30 @@ def write(path, array: np.ndarray, info: dict, *, planar: bool = False) -> Path:
     return path
 
 
+def write_text(path, embeddings, info: dict) -> Path:
+    """A text file: the embeddings array, or SDXL's Conditioning (its pooled features a second series)."""
+    if isinstance(embeddings, Conditioning):
+        return write(path, embeddings.context, info, more=(embeddings.pooled,))
+    return write(path, embeddings, info)
+
+
 def read(path, what: str) -> tuple[np.ndarray, dict]:
     """(array, our description or {}) of a TIFF state; `what` names the file in errors."""
+    arrays, info = read_series(path, what)
+    return arrays[0], info
+
+
+def read_series(path, what: str) -> tuple[list[np.ndarray], dict]:
+    """([each series' array], our description or {}) of a TIFF state, every array checked as a state."""
     path = Path(path)
     try:
         with tifffile.TiffFile(path) as tif:
-            shape = tuple(tif.series[0].shape) if tif.series else ()
-            if int(np.prod(shape, dtype=np.float64)) > MAX_VALUES:  # checked before anything is allocated
-                raise PartsError(f"{what}: {path.name!r} declares {' x '.join(map(str, shape))} values, more than "
-                                 f"any state holds (at most {MAX_VALUES:,})")
-            array = tif.asarray()
+            shapes = [tuple(series.shape) for series in tif.series] or [()]
+            values = sum(int(np.prod(shape, dtype=np.float64)) for shape in shapes)
+            if values > MAX_VALUES:  # checked before anything is allocated
+                raise PartsError(f"{what}: {path.name!r} declares {' x '.join(map(str, shapes[0]))} values, more "
+                                 f"than any state holds (at most {MAX_VALUES:,})")
+            arrays = [series.asarray() for series in tif.series] if tif.series else [tif.asarray()]
             shaped = tif.shaped_metadata or ({},)
             description = tif.pages[0].description
     except FileNotFoundError:
@@ -107,12 +126,13 @@ def read(path, what: str) -> tuple[np.ndarray, dict]:
             info = json.loads(description).get(KEY) or {}
         except (ValueError, AttributeError):
             info = {}
-    if array.dtype not in FLOATS:
-        raise PartsError(f"{what}: {path.name!r} holds {array.dtype} pages; a state is floating-point "
-                         "(float16 or float32)")
-    if not np.isfinite(array).all():
-        raise PartsError(f"{what}: {path.name!r} holds values that are not finite numbers")
-    return array.astype(np.float32), info if isinstance(info, dict) else {}
+    for array in arrays:
+        if array.dtype not in FLOATS:
+            raise PartsError(f"{what}: {path.name!r} holds {array.dtype} pages; a state is floating-point "
+                             "(float16 or float32)")
+        if not np.isfinite(array).all():
+            raise PartsError(f"{what}: {path.name!r} holds values that are not finite numbers")
+    return [array.astype(np.float32) for array in arrays], info if isinstance(info, dict) else {}
 
 
 def as_latent(array: np.ndarray, channels: int, name: str, what: str = "latent") -> np.ndarray:
@@ -128,8 +148,10 @@ def as_latent(array: np.ndarray, channels: int, name: str, what: str = "latent")
     return np.ascontiguousarray(array)
 
 
-def as_text(array: np.ndarray, width: int, name: str) -> np.ndarray:
-    """A text file's array as (2, tokens, width) embeddings: [negative, positive]."""
+def as_text(arrays: list[np.ndarray], width: int, family: str, name: str):
+    """A text file's series as [negative, positive] embeddings (2, tokens, width); for an SDXL model, with
+    the pooled embeddings of its second series, as a Conditioning."""
+    array = arrays[0]
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 3 or array.shape[0] != 2:
@@ -138,7 +160,13 @@ def as_text(array: np.ndarray, width: int, name: str) -> np.ndarray:
     if array.shape[2] != width:
         raise PartsError(f"text: {name!r} holds {array.shape[2]}-wide embeddings, made by a model of another "
                          f"family; this model takes {width}-wide ones")
-    return np.ascontiguousarray(array)
+    if family != "sdxl":
+        return np.ascontiguousarray(array)
+    pooled = arrays[1] if len(arrays) > 1 else None
+    if pooled is None or pooled.ndim != 2 or pooled.shape[0] != 2:
+        raise PartsError(f"text: {name!r} holds no pooled embeddings of shape (2, width) as its second series; "
+                         "an SDXL model needs them (write the file with `parts text` on an SDXL model)")
+    return Conditioning(np.ascontiguousarray(array), np.ascontiguousarray(pooled))
 
 
 def check_family(info: dict, family: str, name: str, what: str) -> None:
