@@ -296,3 +296,54 @@ def test_sessions_and_jobs_over_http_each_user_sees_and_stops_only_their_own(ser
     [file] = job["files"]
     assert file["seed"] == 9 and "Seed: 9," in file["parameters"]
     assert Path(file["path"]).parent.parent == service.world.creations_dir / "ann" / "posters"
+
+
+def square(left: int = 8) -> Image.Image:
+    picture = Image.new("RGB", (64, 64), (0, 0, 0))
+    picture.paste((255, 255, 255), (left, 16, left + 24, 40))
+    return picture
+
+
+def test_controlnet_units_in_the_a1111_extensions_shape_with_base64_images(client):
+    def made(**unit):
+        a1111 = {"enabled": True, "module": "canny", "model": "control_dreamworld_edges [0123abcd]",
+                 "weight": 1.0, "image": b64(square()), "guidance_start": 0.0, "guidance_end": 1.0,
+                 "threshold_a": -1, "threshold_b": -1, "processor_res": 512, "resize_mode": "Just Resize",
+                 "control_mode": "Balanced", "pixel_perfect": False, **unit}
+        answer = client.post("/sdapi/v1/txt2img", json={"prompt": "a red circle on a blue background", "seed": 4,
+                                                        **FAST, "alwayson_scripts": {"controlnet": {"args": [a1111]}}})
+        assert answer.status_code == 200, answer.text
+        pixels = png(answer.json()["images"][0]).convert("RGB").tobytes()
+        return pixels, json.loads(answer.json()["info"])["infotexts"][0]
+
+    guided, text = made()
+    off, _ = made(weight=0)
+    unused, plain_text = made(enabled=False)
+    moved, _ = made(image=b64(square(left=32)))
+    assert 'ControlNet 0: "Module: canny, Model: control_dreamworld_edges [' in text
+    assert "ControlNet" not in plain_text
+    assert guided != off == unused and moved != guided
+
+
+@pytest.mark.parametrize("unit", [{"model": "control_dreamworld_edges", "image": "/etc/hostname"},
+                                  {"model": "control_dreamworld_edges", "image": "creations/00001.png"}])
+def test_a_unit_image_is_never_a_path_on_the_server(client, unit):
+    answer = client.post("/sdapi/v1/txt2img", json={"prompt": "x", **FAST, "controlnet": [unit]})
+    assert answer.status_code == 422 and answer.json()["field"] == "controlnet", answer.text
+    assert "image" in answer.json()["detail"]
+
+
+def test_the_jobs_api_takes_pictures_as_base64_never_as_server_paths(service, tmp_path):
+    secret = tmp_path / "secret.png"
+    square().save(secret)
+    with TestClient(server.standalone(service)) as client:
+        session = client.post("/dreamworld/v1/sessions", json={"project": "p", "mode": "img2img",
+                                                               "fields": {**FAST}}).json()["session"]
+        jobs = f"/dreamworld/v1/sessions/{session}/jobs"
+        by_path = client.post(jobs, json={"fields": {"init_image": str(secret)}})
+        assert by_path.status_code == 422 and by_path.json()["field"] == "init_images", by_path.text  # A1111 names
+        in_session = client.post("/dreamworld/v1/sessions", json={"project": "p", "mode": "img2img",
+                                                                  "fields": {"init_image": b64(square())}})
+        assert in_session.status_code == 422 and "each job" in in_session.json()["detail"]
+        sent = client.post(jobs, json={"fields": {"init_image": b64(square()), "strength": 0.5}})
+        assert sent.status_code == 200, sent.text

@@ -11,7 +11,7 @@ from .. import __version__, infotext
 from ..errors import RequestError
 from ..service import Service
 from ..world import Result
-from . import images, models
+from . import fields, images, models
 
 
 def _inputs(body) -> dict[str, Any]:
@@ -30,6 +30,9 @@ def _inputs(body) -> dict[str, Any]:
 def run(service: Service, body, mode: str, user: str) -> dict[str, Any]:
     """Queue the request behind any others as `user`'s job, wait for it, and answer in A1111's shape."""
     values = models.to_values(body, mode)
+    units = fields.units(body)
+    if units is not None:
+        values["controlnet"] = units
     if mode != "txt2img":
         values.update(_inputs(body))
         values["mode"] = "inpaint" if "mask" in values else "img2img"

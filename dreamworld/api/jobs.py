@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..jobs import OPEN, STATES, Job
 from ..service import Service
+from . import fields
 
 
 class SessionBody(BaseModel):
@@ -47,11 +48,12 @@ def make_router(service: Service, user_of: Callable, route_class) -> APIRouter:
     @router.post("/sessions")
     def open_session(body: SessionBody, user: str = Depends(user_of)) -> dict:
         return {"session": service.open_session(user, body.project, body.mode, body.model, body.loras,
-                                                **body.fields)}
+                                                **fields.decode_fields(body.fields, pictures=False))}
 
     @router.post("/sessions/{session}/jobs")
     def queue(session: str, body: QueueBody, user: str = Depends(user_of)) -> dict:
-        task = service.queue(session, body.count, body.seeds, webhook=body.webhook, user=user, **body.fields)
+        task = service.queue(session, body.count, body.seeds, webhook=body.webhook, user=user,
+                             **fields.decode_fields(body.fields))
         return {"job": task.id}
 
     @router.get("/jobs")
