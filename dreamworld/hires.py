@@ -42,9 +42,10 @@ def second_pass(request: Request) -> Request:
                            strength=request.hires_denoising, hires_scale=1.0)
 
 
-def generate(job: Job, model_dirs, compile) -> Image.Image:
+def generate(job: Job, model_dirs, compile, control=()) -> Image.Image:
     """The hires-fixed image of a txt2img job; `compile(request)` gives the backend for a request (the
-    controller's, which remakes a graph fixed to one size when the size changes)."""
+    controller's, which remakes a graph fixed to one size when the size changes). `control`: the job's
+    ControlNet units made at the second pass's size, which guide it as they guided the first (A1111's)."""
     import torch
 
     request, second = job.request, second_pass(job.request)
@@ -60,4 +61,5 @@ def generate(job: Job, model_dirs, compile) -> Image.Image:
         inputs = dict(init_image=upscalers.upscale_to(first, (second.width, second.height), request.hires_upscaler,
                                                       model_dirs, request.device))
     backend = compile(second)
-    return backend.generate(Job(second, job.seed, on_step=job.on_step, should_stop=job.should_stop, **inputs))
+    return backend.generate(Job(second, job.seed, on_step=job.on_step, should_stop=job.should_stop, control=control,
+                                **inputs))

@@ -199,6 +199,9 @@ class DreamWorld:
             init_image, mask, original = inputs.open_inputs(request, self.creations_dir)
             control = inputs.control_inputs(request, backend, original or init_image, mask, self.model_dirs,
                                             self.creations_dir)  # before anything is written
+            hires_control = inputs.control_inputs(hires.second_pass(request), backend, original or init_image, mask,
+                                                  self.model_dirs, self.creations_dir) \
+                if hires.wanted(request) else ()  # the units' images made again at the hires size
             model = models.find_model(self.model_dirs, request.model)
             stored = inputs.store(request, init_image, mask, original, folder, self.creations_dir)
             hashes = inputs.controlnet_hashes(request, self.model_dirs)
@@ -216,7 +219,7 @@ class DreamWorld:
                 job = Job(stored.replace(seed=seed), seed, init_image, mask, on_step, self._stop.is_set,
                           on_latents=on_latents, control=control, original=original)
                 try:
-                    image = hires.generate(job, self.model_dirs, self.compile) if hires.wanted(request) \
+                    image = hires.generate(job, self.model_dirs, self.compile, hires_control) if hires.wanted(request) \
                         else backend.generate(job)
                 except Interrupted:
                     result.interrupted = True

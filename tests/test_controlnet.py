@@ -247,3 +247,21 @@ def test_a_video_run_takes_each_frames_control_from_that_source_frame(world, tmp
     assert 'ControlNet 0: "Module: canny, Model: control_dreamworld_edges [' in \
         creations.read_creation(guided.frames[1])["parameters"]
     assert runs.load_settings(guided.settings, world.creations_dir)["controlnet"][0]["model"] == EDGES
+
+
+def test_the_hires_pass_is_guided_by_the_units_made_at_its_size(world, held, monkeypatch):
+    from dreamworld.backends.torch_backend import TorchBackend
+    sizes = []
+    predict = TorchBackend.predict_noise
+
+    def watched(self, latents, t, context, control=(), control_input=None):
+        if control:
+            sizes.append(tuple(control[0][1].shape[-2:]))  # the control image the ControlNet sees
+        return predict(self, latents, t, context, control=control, control_input=control_input)
+
+    monkeypatch.setattr(TorchBackend, "predict_noise", watched)
+    scene, prompt, path = held[0]
+    result = world.create(prompt=prompt, seed=3, steps=4, controlnet=[unit(path)], width=64, height=64,
+                          hires_scale=2, hires_steps=5, hires_denoising=0.6)
+    assert sizes == [(64, 64)] * 4 + [(128, 128)] * 3  # 5 hires steps at denoising 0.6: the last 3
+    assert 'ControlNet 0: "Module: canny' in result.parameters[0] and "Hires upscale: 2" in result.parameters[0]
