@@ -81,8 +81,7 @@ def test_a_sampler_with_a_history_cannot_stop_midway(engine):
     assert e.value.field == "scheduler" and "Euler a" in str(e.value)
 
 
-def test_a_tiled_decode_matches_the_whole_decode_within_two_levels(models_dir):
-    engine = TorchBackend(LoadSpec(find_model(models_dir, "dreamworld-tiny"), None, "cpu", "fp32"))
+def test_a_tiled_decode_matches_the_whole_decode_within_two_levels(engine, models_dir):
     r = request(width=512, height=512, steps=4)  # a 64x64 latent: four tiles and their borders
     latents, _ = engine.denoise(Job(r, 3), engine.encode_prompt(r))
     whole = np.asarray(engine.to_image(engine.decode_latents(latents))).astype(int)
@@ -93,16 +92,17 @@ def test_a_tiled_decode_matches_the_whole_decode_within_two_levels(models_dir):
 PEAK = """
 import sys, numpy as np
 from pathlib import Path
-from dreamworld.backends import LoadSpec, torch_tiles
-from dreamworld.backends.torch_backend import TorchBackend
+from dreamworld import backends
+from dreamworld.backends import LoadSpec, tf_tiles, torch_tiles
 from dreamworld.models import find_model
 
 def status(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
 
-torch_tiles.PASSES = 1  # each pass holds the same memory
-engine = TorchBackend(LoadSpec(find_model([Path(sys.argv[1])], "dreamworld-tiny"), None, "cpu", "fp32"))
-latents = np.random.default_rng(0).standard_normal((1, 4, 96, 96)).astype(np.float32)
+torch_tiles.PASSES = tf_tiles.PASSES = 1  # each pass holds the same memory
+spec = LoadSpec(find_model([Path(sys.argv[1])], "dreamworld-tiny"), None, "cpu", "fp32")
+engine = backends.backend_class(sys.argv[3])(spec)
+latents = np.random.default_rng(0).standard_normal((1, 4, 128, 128)).astype(np.float32)
 engine.decode_latents(latents[:, :, :8, :8])
 with open("/proc/self/clear_refs", "w") as f:  # Linux: the peak resident size starts again from now
     f.write("5")
@@ -113,7 +113,8 @@ print(status("VmHWM") - before)
 
 
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's /proc/self/clear_refs")
-def test_a_tiled_decode_of_a_large_latent_takes_less_peak_memory(models_dir):
+@pytest.mark.parametrize("backend", backends.NAMES)
+def test_a_tiled_decode_of_a_large_latent_takes_less_peak_memory(models_dir, backend):
     import subprocess
     import sys
 
@@ -123,8 +124,8 @@ def test_a_tiled_decode_of_a_large_latent_takes_less_peak_memory(models_dir):
     # of the memory in use
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
 
-    def peak(how):  # KiB above the resident size before, decoding a 96x96 latent (a 768x768 picture)
-        run = subprocess.run([sys.executable, "-c", PEAK, str(models_dir), how], capture_output=True, text=True,
+    def peak(how):  # KiB above the resident size before, decoding a 128x128 latent (a 1024x1024 picture)
+        run = subprocess.run([sys.executable, "-c", PEAK, str(models_dir), how, backend], capture_output=True, text=True,
                              cwd=PROJECT_DIR, timeout=600, env=env)
         assert run.returncode == 0, run.stderr
         return int(run.stdout.split()[-1])

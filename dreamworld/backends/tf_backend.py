@@ -52,7 +52,7 @@ from safetensors.numpy import load_file, save_file  # noqa: E402
 from .. import prompts  # noqa: E402
 from ..models import ModelError, ModelInfo  # noqa: E402
 from ..schema import MODES  # noqa: E402
-from . import LoadSpec, keras_nets, samplers  # noqa: E402
+from . import LoadSpec, keras_nets, samplers, tf_tiles  # noqa: E402
 from .base import BackendError, Capabilities, Job, auto_precision, out_of_memory, precisions_on  # noqa: E402
 from .latents import LatentStages  # noqa: E402
 
@@ -295,12 +295,21 @@ class TensorflowBackend(LatentStages):
         return torch.from_numpy(tf.cast(mean, tf.float32).numpy()).permute(0, 3, 1, 2) * self.vae_config["scaling_factor"]
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        with tf.device(self._tf_device):
+            image = self._decode_fn(tf.constant(self._unscaled(latents)))
+        return torch.from_numpy(tf.cast(image, tf.float32).numpy()).permute(0, 3, 1, 2)
+
+    def decode_tiled(self, latents: torch.Tensor) -> torch.Tensor:
+        with tf.device(self._tf_device):
+            image = tf_tiles.decode_tiled(self.decoder, self._unscaled(latents))
+        return torch.from_numpy(image).permute(0, 3, 1, 2)
+
+    def _unscaled(self, latents: torch.Tensor) -> np.ndarray:
+        """Latents as the decoder takes them: unscaled (and unshifted), NHWC."""
         z = latents / self.vae_config["scaling_factor"]
         if self.vae_config.get("shift_factor") is not None:
             z = z + self.vae_config["shift_factor"]
-        with tf.device(self._tf_device):
-            image = self._decode_fn(tf.constant(z.permute(0, 2, 3, 1).numpy()))
-        return torch.from_numpy(tf.cast(image, tf.float32).numpy()).permute(0, 3, 1, 2)
+        return np.ascontiguousarray(z.permute(0, 2, 3, 1).numpy())
 
     def initial_noise(self, seed: int, width: int, height: int) -> np.ndarray:
         shape = (1, self.unet_config["out_channels"], height // self.scale, width // self.scale)

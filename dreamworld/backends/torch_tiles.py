@@ -40,21 +40,28 @@ def _pass(decoder, middle, norms, stats):
     for m in norms:
         m.forward = _norm(m, stats.get(m), sums, box)
     try:
-        for y in range(0, h, TILE):
-            for x in range(0, w, TILE):
-                y0, x0, y1, x1 = max(y - PAD, 0), max(x - PAD, 0), min(y + TILE + PAD, h), min(x + TILE + PAD, w)
-                box.update(size=(y1 - y0, x1 - x0), keep=(y - y0, min(y + TILE, h) - y0, x - x0, min(x + TILE, w) - x0))
-                tile = _up(decoder, middle[:, :, y0:y1, x0:x1])
-                scale = tile.shape[2] // (y1 - y0)
-                if out is None:
-                    out = torch.empty(1, tile.shape[1], h * scale, w * scale, dtype=tile.dtype, device=tile.device)
-                top, bottom, left, right = (v * scale for v in box["keep"])
-                out[:, :, y * scale:y * scale + bottom - top, x * scale:x * scale + right - left] = \
-                    tile[:, :, top:bottom, left:right]
+        for y, x, (y0, y1, x0, x1), keep in boxes(h, w):
+            box.update(size=(y1 - y0, x1 - x0), keep=keep)
+            tile = _up(decoder, middle[:, :, y0:y1, x0:x1])
+            scale = tile.shape[2] // (y1 - y0)
+            if out is None:
+                out = torch.empty(1, tile.shape[1], h * scale, w * scale, dtype=tile.dtype, device=tile.device)
+            top, bottom, left, right = (v * scale for v in keep)
+            out[:, :, y * scale:y * scale + bottom - top, x * scale:x * scale + right - left] = \
+                tile[:, :, top:bottom, left:right]
     finally:
         for m, forward in originals.items():
             m.forward = forward
     return out, sums
+
+
+def boxes(h: int, w: int):
+    """Each tile of an h x w latent: (y, x) of its kept part, (y0, y1, x0, x1) of what it runs on (with
+    its neighbours' PAD), and (top, bottom, left, right) of the kept part within that."""
+    for y in range(0, h, TILE):
+        for x in range(0, w, TILE):
+            y0, x0, y1, x1 = max(y - PAD, 0), max(x - PAD, 0), min(y + TILE + PAD, h), min(x + TILE + PAD, w)
+            yield y, x, (y0, y1, x0, x1), (y - y0, min(y + TILE, h) - y0, x - x0, min(x + TILE, w) - x0)
 
 
 def _up(decoder, sample):

@@ -119,9 +119,19 @@ class Attention(Block):
         x = ops.reshape(x, (shape[0], shape[1], self.heads, self.dim_head))
         return ops.transpose(x, (0, 2, 1, 3))
 
-    def call(self, x, context=None):
+    def call(self, x, context=None, query_chunk=None):
+        """`query_chunk`: attend that many queries at a time (the same result, in memory linear in the
+        number of tokens instead of quadratic) when the token count is known and larger."""
         context = x if context is None else context
-        q, k, v = self._split(self.to_q(x)), self._split(self.to_k(context)), self._split(self.to_v(context))
+        k, v = self._split(self.to_k(context)), self._split(self.to_v(context))
+        n = x.shape[1]
+        if query_chunk and n is not None and n > query_chunk:
+            return ops.concatenate([self._attend(x[:, i:i + query_chunk], k, v) for i in range(0, n, query_chunk)],
+                                   axis=1)
+        return self._attend(x, k, v)
+
+    def _attend(self, x, k, v):
+        q = self._split(self.to_q(x))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (self.dim_head ** -0.5)
         out = ops.matmul(ops.softmax(scores, axis=-1), v)
         shape = ops.shape(out)

@@ -8,6 +8,7 @@ from .blocks import Attention, Block, ConfigError, Net, Registry, ResnetBlock, U
 
 
 # ----- the autoencoder ----------------------------------------------------------------------
+QUERY_CHUNK = 1024  # the middle attention of a latent of more than 1024 pixels (a 256x256 image) runs in chunks
 class VaeAttention(Block):
     """The single-head attention in the middle of the VAE (diffusers' Attention with group norm)."""
 
@@ -18,7 +19,7 @@ class VaeAttention(Block):
 
     def call(self, x):
         h, shape = _tokens(self.norm(x))
-        return ops.reshape(self.attn(h), shape) + x
+        return ops.reshape(self.attn(h, query_chunk=QUERY_CHUNK), shape) + x
 
 
 class VaeMid(Block):
