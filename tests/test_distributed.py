@@ -104,7 +104,7 @@ def test_a_remote_job_is_interrupted_and_an_unreachable_queue_is_one_sentence(wo
     service = Service(DreamWorld(settings=Settings(), models_dir=world.models_dir, creations_dir=tmp_path),
                       remote=redis_url, workers=2)
     try:
-        task = service.create(prompt="long", seed=5, count=8, steps=30, width=64, height=64)
+        task = service.create(prompt="long", seed=5, count=16, steps=60, width=64, height=64)  # longer than a poll
         deadline = time.monotonic() + 120
         while service.store.get(task.id).step < 2:
             assert time.monotonic() < deadline
@@ -113,7 +113,7 @@ def test_a_remote_job_is_interrupted_and_an_unreachable_queue_is_one_sentence(wo
         result = task.wait(120)
     finally:
         service.close()
-    assert result.interrupted and len(result.paths) < 8
+    assert result.interrupted and len(result.paths) < 16
     assert service.store.get(task.id).status == "interrupted"
     assert len(list(tmp_path.rglob("*.png"))) == len(result.paths)
     with pytest.raises(QueueUnreachable, match="cannot reach Redis at redis://127.0.0.1:1"):

@@ -18,7 +18,7 @@ from embedded_model import shapes
 from .conftest import TINY, pixels
 
 DWSUN = PROJECT_DIR / "models" / "embeddings" / "dwsun.safetensors"
-QUICK = dict(steps=12, width=128, height=128)
+QUICK = dict(steps=12, width=128, height=128, precision="fp32")  # engines compared: auto is bf16 on bf16 CPUs
 
 
 @pytest.fixture(scope="module")
