@@ -8,7 +8,7 @@ import gradio as gr
 from dreamworld import schema
 from dreamworld.errors import USER_ERRORS
 
-from . import controls
+from . import controlnet_panel, controls
 from .context import Context, follow_mode, owner_of, refusal, viewer_of, visible_in
 
 FIELDS = schema.CINEMA_FIELDS
@@ -20,7 +20,8 @@ VIDEO_TYPES = [".mp4", ".gif", ".mov", ".webm", ".mkv"]
 
 
 def names(*groups: str) -> list[str]:
-    return [n for n, s in FIELDS.items() if s.group in groups and s.kind not in FILES]
+    """The fields of these groups that are plain controls (files and ControlNet units have their own)."""
+    return [n for n, s in FIELDS.items() if s.group in groups and s.kind not in FILES + ("units",)]
 
 
 @dataclass
@@ -28,16 +29,18 @@ class CinemaTab:
     fields: dict[str, gr.Component]
     init: gr.Image
     clip: gr.File
+    controlnet: controlnet_panel.ControlNetPanel
 
     def showing(self, stored: dict) -> list:
-        """Updates of the init image, the input video and the fields showing a run's settings."""
+        """Updates of the init image, the input video, the fields and the ControlNet units showing a run's
+        settings."""
         return [gr.update(value=stored.get("init_image")), gr.update(value=stored.get("video"))] + \
             [gr.update(value=controls.shown_value(FIELDS[n], stored[n])) if n in stored else gr.update()
-             for n in self.fields]
+             for n in self.fields] + controlnet_panel.unit_updates(stored.get("controlnet") or [])
 
     @property
     def inputs(self) -> list[gr.Component]:
-        return [self.init, self.clip] + list(self.fields.values())
+        return [self.init, self.clip] + list(self.fields.values()) + self.controlnet.inputs
 
 
 def build(ctx: Context) -> CinemaTab:
@@ -72,6 +75,7 @@ def build(ctx: Context) -> CinemaTab:
                     movie |= made(*groups)
             movie |= made(*{s.group for s in FIELDS.values()} - {g for _, gs, _ in SECTIONS for g in gs}
                           - {"prompt", "input"})
+            panel = controlnet_panel.build(ctx, prefix="cinema-", without_image="each frame's input")
         with gr.Column():
             preview_button = gr.Button("Preview motion (no diffusion)", elem_id="cinema-preview",
                                        visible=defaults.motion != "dream")
@@ -84,8 +88,9 @@ def build(ctx: Context) -> CinemaTab:
             info = gr.Textbox(label="Run", lines=3, interactive=False, elem_id="cinema-info")
     for name, control in movie.items():
         control.visible = control.visible and visible_in(FIELDS[name], "motions", defaults.motion)
-    inputs = [init, clip] + list(movie.values())
+    inputs = [init, clip] + list(movie.values()) + panel.inputs
     _wire(ctx, list(movie), inputs, buttons, run_folder, [status, latest, player, run_folder, info])
+
     def show_preview(*shown):
         try:
             return str(ctx.world.preview_motion(**values(list(movie), *shown)))
@@ -95,12 +100,15 @@ def build(ctx: Context) -> CinemaTab:
     preview_button.click(show_preview, inputs, preview, concurrency_id="preview", concurrency_limit=2)
     follow_mode(movie["motion"], movie, FIELDS, "motions",
                 {init: schema.MOVING, clip: ("video",), preview_button: ("2d", "3d", "video")})
-    return CinemaTab(movie, init, clip)
+    controlnet_panel.follow_backend(ctx, movie["backend"], panel)
+    return CinemaTab(movie, init, clip, panel)
 
 
 def values(names_, init_path, video_path, *shown) -> dict:
-    """The cinema fields of the tab's controls; the files only where the motion uses them."""
+    """The cinema fields of the tab's controls, then its ControlNet units; the files only where the motion
+    uses them."""
     fields = {n: controls.field_value(FIELDS[n], v) for n, v in zip(names_, shown)}
+    fields["controlnet"] = controlnet_panel.units_from_values(shown[len(names_):])
     fields["init_image"] = (init_path or None) if fields["motion"] in schema.MOVING else None
     if fields["motion"] not in schema.MOVING:
         fields["reuse_init"] = False  # hidden with the init image

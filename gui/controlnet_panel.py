@@ -1,4 +1,4 @@
-"""The ControlNet panel of the Create tab: a fixed number of unit accordions, each enabled by a checkbox
+"""The ControlNet panel of the Create and Cinema tabs: a fixed number of unit accordions, each enabled by a checkbox
 (as A1111's ControlNet extension does), with model and preprocessor pickers, the unit's weight and active
 span, and a preview of its control image. Layout and wiring only: previews are the controller's
 (DreamWorld.preview_control), generation the service's."""
@@ -61,33 +61,35 @@ def unit_updates(units: list) -> list:
     return out
 
 
-def build(ctx: Context) -> ControlNetPanel:
+def build(ctx: Context, prefix: str = "", without_image: str = "the input image") -> ControlNetPanel:
+    """The panel; `prefix` keeps its element ids apart from another tab's, `without_image` says what a unit
+    without its own image follows."""
     s = UNIT_FIELDS
     models = [m.name for m in ctx.world.list_models("controlnet")]
     units = []
-    with gr.Accordion("ControlNet", open=False, visible=ctx.caps.controlnet, elem_id="controlnet-panel") as panel:
+    with gr.Accordion("ControlNet", open=False, visible=ctx.caps.controlnet, elem_id=f"{prefix}controlnet-panel") as panel:
         for i in range(UNITS):
-            with gr.Accordion(f"ControlNet unit {i}", open=i == 0, elem_id=f"controlnet-unit-{i}"):
-                unit = {"enabled": gr.Checkbox(label="Enable", value=False, elem_id=f"cn{i}-enabled")}
+            with gr.Accordion(f"ControlNet unit {i}", open=i == 0, elem_id=f"{prefix}controlnet-unit-{i}"):
+                unit = {"enabled": gr.Checkbox(label="Enable", value=False, elem_id=f"{prefix}cn{i}-enabled")}
                 with gr.Row():
-                    unit["image"] = gr.Image(label="Control image (empty: the input image)", type="filepath",
-                                             elem_id=f"cn{i}-image")
-                    preview = gr.Image(label="Preprocessed", type="pil", interactive=False, elem_id=f"cn{i}-preview")
+                    unit["image"] = gr.Image(label=f"Control image (empty: {without_image})", type="filepath",
+                                             elem_id=f"{prefix}cn{i}-image")
+                    preview = gr.Image(label="Preprocessed", type="pil", interactive=False, elem_id=f"{prefix}cn{i}-preview")
                 with gr.Row():
                     unit["preprocessor"] = gr.Dropdown(list(preprocessors.NAMES), value="canny",
                                                        label=s["preprocessor"].title, info=s["preprocessor"].help,
-                                                       elem_id=f"cn{i}-preprocessor")
+                                                       elem_id=f"{prefix}cn{i}-preprocessor")
                     unit["model"] = gr.Dropdown(models, value=models[0] if models else None, label=s["model"].title,
-                                                info=s["model"].help, elem_id=f"cn{i}-model")
+                                                info=s["model"].help, elem_id=f"{prefix}cn{i}-model")
                 with gr.Row():
                     for name in ("weight", "start", "end"):
                         unit[name] = gr.Slider(s[name].min, s[name].max, value=s[name].default, step=s[name].step,
-                                               label=s[name].title, elem_id=f"cn{i}-{name}")
+                                               label=s[name].title, elem_id=f"{prefix}cn{i}-{name}")
                 with gr.Row():
                     for name in ("threshold_a", "threshold_b"):
                         unit[name] = gr.Number(value=0, label=s[name].title, info=f"{s[name].help}; 0 = the default",
-                                               elem_id=f"cn{i}-{name}")
-                    show = gr.Button("Preview", elem_id=f"cn{i}-preview-button")
+                                               elem_id=f"{prefix}cn{i}-{name}")
+                    show = gr.Button("Preview", elem_id=f"{prefix}cn{i}-preview-button")
                 show.click(_previewer(ctx), [unit["preprocessor"], unit["image"], unit["threshold_a"],
                                              unit["threshold_b"]], preview)
                 units.append(unit)

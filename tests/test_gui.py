@@ -915,6 +915,31 @@ def test_controlnet_panel_previews_guides_and_hides_on_tensorflow(page, server, 
     expect(panel).to_be_hidden(timeout=60_000)  # TensorFlow declares no ControlNet
 
 
+def test_the_cinema_tab_has_a_controlnet_panel_whose_units_guide_every_frame(page, server, tmp_path):
+    from PIL import ImageDraw
+    control = tmp_path / "shape.png"
+    shape = Image.new("RGB", (64, 64), "black")
+    ImageDraw.Draw(shape).rectangle((8, 20, 36, 48), fill="white")
+    shape.save(control)
+    open_cinema(page)
+    panel = page.locator("#cinema-controlnet-panel")
+    expect(panel).to_be_visible()
+    panel.get_by_text("ControlNet", exact=True).first.click()
+    expect(page.locator("#cinema-cn0-image")).to_contain_text("each frame's input")
+    page.locator("#cinema-cn0-image input[type=file]").set_input_files(control)
+    expect(page.locator("#cinema-cn0-image img")).to_be_visible()
+    page.locator("#cinema-cn0-enabled input[type=checkbox]").check()
+    fill_cinema(page, prompt="a red circle on a blue background", frames=2, zoom="1.05", strength="0.5", steps=3,
+                width=64, height=64, seed=6)
+    made = make_animation(page, server, frames=2)
+    frames = sorted(p for p in made if p.name.startswith("frame_") and p.suffix == ".png")
+    assert len(frames) == 2
+    for frame in frames:
+        assert 'ControlNet 0: "Module: canny, Model: control_dreamworld_edges [' in read_creation(frame)["parameters"]
+    [unit] = json.loads((frames[0].parent / "cinema.json").read_text())["cinema"]["controlnet"]
+    assert unit["model"] == "control_dreamworld_edges" and unit["image"]
+
+
 def test_the_lora_and_embedding_pickers_put_them_in_the_prompt_and_the_picture_uses_them(page, server):
     fill(page, prompt="a red circle on a blue background", seed=5, **FAST)
     page.locator("#lora-pick input").click()
