@@ -5,8 +5,8 @@
 The baseline is stock `diffusers.StableDiffusionPipeline` in fp32 (Euler a, guidance 7, the same steps and
 size, its own VAE decode), loaded from the same diffusers folder of SD 1.5's networks with random weights
 (bench/backends.py writes it; the compute is that of real weights). Then DreamWorld with its defaults
-(`precision=auto`...) on the same folder, then opt-in rows. Each row is the best of --repeats images after a
-warm-up, text encoding and decode included. The fidelity of a row that changes pixels is its PSNR against
+(`precision=auto`...) on the same folder, then opt-in rows (NGMS, DeepCache). Each row is the best of
+--repeats images after a warm-up, text encoding and decode included. The fidelity of a row that changes pixels is its PSNR against
 the default's picture on the embedded model (20 steps, 128x128, over --prompts scenes). The last line is
 `speedup X.XX`: the default's time over stock's.
 """
@@ -92,14 +92,17 @@ def main() -> None:
     world = DreamWorld(settings=Settings(), models_dir=models, creations_dir=tempfile.mkdtemp())
     fields = dict(prompt="a red circle on a blue background", model="sd15-random", steps=args.steps,
                   width=args.size, height=args.size, seed=1, scheduler="Euler a", guidance_scale=7.0)
-    rows = [("DreamWorld default", {}), (f"DreamWorld ngms={args.ngms:g} (opt-in)", {"ngms": args.ngms})]
+    rows = [("DreamWorld default", {}), (f"DreamWorld ngms={args.ngms:g} (opt-in)", {"ngms": args.ngms}),
+            ("DreamWorld deepcache=1 (opt-in)", {"deepcache": 1}), ("DreamWorld deepcache=2 (opt-in)", {"deepcache": 2}),
+            (f"deepcache=2, ngms={args.ngms:g} (opt-in)", {"deepcache": 2, "ngms": args.ngms})]
     default = None
     for label, extra in rows:
         seconds = best(lambda: world.create(**fields, **extra), args.repeats)
         default = default or seconds
         said = f"   fidelity {fidelity(extra, args.prompts):.1f} dB PSNR vs default" if extra else ""
         print(f"{label:34s} {seconds:8.2f} s   {baseline / seconds:.2f}x{said}")
-    print(f"precision picked by default: {world.backend.precision}")
+    print(f"precision picked by default: {world.backend.precision}; the default's fidelity "
+          f"{fidelity({'precision': 'fp32'}, args.prompts):.1f} dB PSNR vs fp32")
     print(f"speedup {baseline / default:.2f}")
 
 

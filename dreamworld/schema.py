@@ -89,6 +89,10 @@ class Request:
                        api="s_min_uncond", label="Negative guidance minimum sigma", step=0.1,
                        help="skip the negative prompt on every other step once the noise (sigma) is below this "
                             "(A1111's NGMS; 0 = never): faster, a little less guided")
+    deepcache: int = spec(int, 0, min=0, max=9, infotext="DeepCache", infotext_skip=0, group="advanced",
+                          label="DeepCache (steps reusing deep features)", step=1,
+                          help="after each full UNet step, this many steps reuse its deep features and run only the "
+                               "outer blocks (DeepCache; 0 = off): faster, a little less detailed")
     model: str = spec(str, "", key=True, models="checkpoint", infotext="Model",
                       help="model name in models/ (default: from settings)")
     lora: tuple = spec(float, (), kind="pairs", min=-10.0, max=10.0, label="LoRAs", group="advanced",

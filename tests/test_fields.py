@@ -19,7 +19,7 @@ from .conftest import FAST, pixels
 # A value unlike the default for each field with an A1111 key, in a mode where the key is written.
 NON_DEFAULT = {"width": 96, "height": 72, "steps": 13, "guidance_scale": 5.5, "scheduler": "DPM++ 2M Karras",
                "seed": 4242, "strength": 0.35, "mask_blur": 9, "clip_skip": 2, "model": "some-model, v2",
-               "vae": "kl-f8: ft", "ngms": 2.5}
+               "vae": "kl-f8: ft", "ngms": 2.5, "deepcache": 2}
 HIRES = {"hires_scale": 1.5, "hires_steps": 7, "hires_upscaler": "dreamworld-2x", "hires_denoising": 0.45}  # txt2img
 
 

@@ -55,7 +55,8 @@ def field_choices(name: str, caps: Capabilities) -> tuple | None:
 
 
 # Yes/no fields a backend honours only where its capability of the same name is true: what they do.
-SWITCH_FIELDS = {"jit": "jit-compile (XLA compilation)"}
+SWITCH_FIELDS = {"jit": "jit-compile (XLA compilation)",
+                 "deepcache": "reuse the UNet's deep features between steps (DeepCache)"}
 
 
 def serves(name: str, caps: Capabilities) -> bool:
@@ -83,7 +84,8 @@ def check(request, caps: Capabilities) -> None:
                                  f"got {value!r}")
     for name, what in SWITCH_FIELDS.items():
         if getattr(request, name, False) and not serves(name, caps):
-            raise RequestError(name, f"backend {backend} cannot {what}; set {name} to false")
+            off = "false" if isinstance(getattr(request, name), bool) else "0"
+            raise RequestError(name, f"backend {backend} cannot {what}; set {name} to {off}")
     if getattr(request, "controlnet", ()) and not caps.controlnet:
         raise RequestError("controlnet", f"backend {backend} cannot do ControlNet; remove the ControlNet units "
                                          "or use backend 'torch'")

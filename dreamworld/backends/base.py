@@ -58,6 +58,7 @@ class Capabilities:
     parts: bool = False  # the stages below (encode_prompt, denoise, decode_latents, encode_image)
     controlnet: bool = False  # Job.control: ControlNet units (models/ControlNet)
     lora: bool = False  # set_loras (the request's lora field and <lora:...> tags)
+    deepcache: bool = False  # the request's deepcache field (reusing the UNet's deep features between steps)
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,9 @@ def _check_resumable(r, from_step: int, to_step: int, total: int) -> None:
     if not 0 <= from_step < to_step <= total:
         raise RequestError("steps", f"from step {from_step} to step {to_step} is not a range within the "
                                     f"{total} denoising steps of this run")
+    if getattr(r, "deepcache", 0):
+        raise RequestError("deepcache", "DeepCache keeps features between steps that a saved state does not hold, "
+                                        "so a run with it cannot stop or continue midway; set deepcache to 0")
     if r.scheduler not in RESUMABLE:
         raise RequestError("scheduler", f"sampler {r.scheduler!r} keeps past steps that a saved state does not "
                                         f"hold, so it cannot stop or continue midway; use one of "

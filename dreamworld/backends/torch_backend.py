@@ -15,7 +15,7 @@ from transformers.utils import logging as transformers_logging
 from .. import loras as lora_files, prompts
 from ..models import ModelError
 from ..schema import MODES
-from . import LoadSpec, samplers, torch_controlnet, torch_text, torch_tiles, weights
+from . import LoadSpec, samplers, torch_controlnet, torch_deepcache, torch_text, torch_tiles, weights
 from .base import BackendError, Capabilities, Conditioning, Job, is_out_of_memory, out_of_memory, precisions_on
 from .latents import LatentStages
 from .torch_devices import available_devices, resolve_device, resolve_precision, supported_precisions
@@ -37,7 +37,7 @@ class TorchBackend(LatentStages):
         return Capabilities(
             modes=MODES, schedulers=tuple(samplers.SCHEDULERS), devices=available_devices(),
             precisions=precisions_on(available_devices(), supported_precisions),
-            size_multiple=8, latent_walk=True, parts=True, controlnet=True, lora=True)
+            size_multiple=8, latent_walk=True, parts=True, controlnet=True, lora=True, deepcache=True)
 
     def __init__(self, spec: LoadSpec):
         model, vae = spec.model, spec.vae
@@ -123,6 +123,10 @@ class TorchBackend(LatentStages):
                 return super().generate(job)
         except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError, or the CPU allocator's RuntimeError
             raise self._out_of_memory(e, r) from None
+
+    def denoise(self, job: Job, context, latents=None, rng_state: bytes | None = None):
+        with torch_deepcache.cached(self._pipes["txt2img"].unet, job.request.deepcache):
+            return super().denoise(job, context, latents, rng_state)
 
     def _out_of_memory(self, error: BaseException, r) -> BackendError:
         """The one sentence for a failed allocation; any other error is raised as it is."""
