@@ -5,9 +5,11 @@
 The baseline is stock `diffusers.StableDiffusionPipeline` in fp32 (Euler a, guidance 7, the same steps and
 size, its own VAE decode), loaded from the same diffusers folder of SD 1.5's networks with random weights
 (bench/backends.py writes it; the compute is that of real weights). Then DreamWorld with its defaults
-(`precision=auto`...) on the same folder, then opt-in rows (NGMS, DeepCache). Each row is the best of
---repeats images after a warm-up, text encoding and decode included. The fidelity of a row that changes pixels is its PSNR against
-the default's picture on the embedded model (20 steps, 128x128, over --prompts scenes). The last line is
+(`precision=auto`...) on the same folder, then opt-in rows (NGMS, DeepCache, the TAESD fast decode: a
+TAESD-size decoder of random weights for time; its fidelity is that of the embedded model's shipped TAESD).
+Each row is the best of --repeats images after a warm-up, text encoding and decode included. The fidelity
+of a row that changes pixels is its PSNR against the default's picture on the embedded model (20 steps,
+128x128, over --prompts scenes). The last line is
 `speedup X.XX`: the default's time over stock's.
 """
 from __future__ import annotations
@@ -84,6 +86,8 @@ def main() -> None:
 
     models = sd15_models_dir()
     folder = models / "Stable-diffusion" / "sd15-random"
+    from diffusers import AutoencoderTiny
+    AutoencoderTiny().save_pretrained(models / "VAE-approx" / "taesd")  # TAESD's size (time only), random weights
     print(f"SD 1.5 shape, random weights, {args.size}x{args.size}, {args.steps} steps, Euler a, guidance 7, "
           f"best of {args.repeats} after a warm-up (text encoding and decode included)")
     baseline = stock(folder, args)
@@ -93,8 +97,11 @@ def main() -> None:
     fields = dict(prompt="a red circle on a blue background", model="sd15-random", steps=args.steps,
                   width=args.size, height=args.size, seed=1, scheduler="Euler a", guidance_scale=7.0)
     rows = [("DreamWorld default", {}), (f"DreamWorld ngms={args.ngms:g} (opt-in)", {"ngms": args.ngms}),
-            ("DreamWorld deepcache=1 (opt-in)", {"deepcache": 1}), ("DreamWorld deepcache=2 (opt-in)", {"deepcache": 2}),
-            (f"deepcache=2, ngms={args.ngms:g} (opt-in)", {"deepcache": 2, "ngms": args.ngms})]
+            ("DreamWorld deepcache=1 (opt-in)", {"deepcache": 1}),
+            ("DreamWorld deepcache=2 (opt-in)", {"deepcache": 2}),
+            (f"deepcache=2, ngms={args.ngms:g} (opt-in)", {"deepcache": 2, "ngms": args.ngms}),
+            ("DreamWorld fast_decode (opt-in)", {"fast_decode": True}),
+            ("deepcache=2, fast_decode (opt-in)", {"deepcache": 2, "fast_decode": True})]
     default = None
     for label, extra in rows:
         seconds = best(lambda: world.create(**fields, **extra), args.repeats)

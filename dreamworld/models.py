@@ -23,9 +23,11 @@ KINDS = {
     "esrgan": ("ESRGAN", "upscale_models"),
     "controlnet": ("ControlNet", "controlnet"),
     "embedding": ("embeddings",),
+    "taesd": ("VAE-approx", "vae_approx"),
 }
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
-SUFFIXES = {"esrgan": (".safetensors", ".pth", ".pt"), "embedding": (".safetensors", ".pt", ".bin")}  # kinds whose files are not WEIGHT_SUFFIXES
+SUFFIXES = {"esrgan": (".safetensors", ".pth", ".pt"), "embedding": (".safetensors", ".pt", ".bin"),
+            "taesd": (".safetensors", ".pth", ".pt")}  # kinds whose files are not WEIGHT_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ def _describe(path: Path, kind: str) -> ModelInfo | None:
     if path.name.startswith("."):
         return None
     if path.is_dir():
-        if (path / "model_index.json").exists() or (kind in ("vae", "controlnet") and (path / "config.json").exists()):
+        if (path / "model_index.json").exists() or (kind in ("vae", "controlnet", "taesd")
+                                                    and (path / "config.json").exists()):
             return ModelInfo(path.name, path, kind, "diffusers")
         return None
     if path.suffix.lower() in SUFFIXES.get(kind, WEIGHT_SUFFIXES):

@@ -1,4 +1,6 @@
-"""Live previews: a picture of the latents every few steps, at almost no cost.
+"""Live previews: a picture of the latents every few steps, at almost no cost. With a TAESD for the model in
+models/VAE-approx (dreamworld/taesd.py) the preview is its decode, which looks like the picture; without,
+a linear map:
 
 A linear map from the latent channels to RGB (A1111's "Approx cheap" idea), fitted once per loaded model
 from its own VAE: a test image of colours is encoded, and least squares finds the map from each latent
@@ -9,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
+
+from .errors import BackendError
 
 FIT_SIZE = 256  # pixels of the test image
 
@@ -42,3 +46,22 @@ def picture(latents, mapping: np.ndarray, size: tuple[int, int] | None = None) -
     rgb = ((np.clip(pixels, -1, 1) + 1) * 127.5).astype(np.uint8).reshape(*array.shape[2:], 3)
     image = Image.fromarray(rgb, "RGB")
     return image.resize(size, Image.BILINEAR) if size else image
+
+
+def painter(backend, tiny=None):
+    """(latents, size) -> preview picture: the TAESD `tiny`'s decode when there is one, else the linear map
+    fitted for the backend's VAE; None where there is neither (a backend that cannot encode an image)."""
+    if tiny is not None:
+        from . import taesd
+        return lambda latents, size: _enlarged(taesd.decode(tiny, torch.as_tensor(latents)), size)
+    try:
+        mapping = fit(backend)
+    except (BackendError, AttributeError, NotImplementedError):
+        return None
+    return lambda latents, size: picture(latents, mapping, size)
+
+
+def _enlarged(decoded: torch.Tensor, size) -> Image.Image:
+    rgb = ((decoded[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    image = Image.fromarray(rgb, "RGB")
+    return image.resize(size, Image.BILINEAR) if size and image.size != tuple(size) else image

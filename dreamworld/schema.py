@@ -89,6 +89,9 @@ class Request:
                        api="s_min_uncond", label="Negative guidance minimum sigma", step=0.1,
                        help="skip the negative prompt on every other step once the noise (sigma) is below this "
                             "(A1111's NGMS; 0 = never): faster, a little less guided")
+    fast_decode: bool = spec(bool, False, group="advanced", label="Fast decode (TAESD)",
+                             help="decode the picture with the TAESD in models/VAE-approx instead of the VAE: far "
+                                  "faster, a little softer")
     deepcache: int = spec(int, 0, min=0, max=9, infotext="DeepCache", infotext_skip=0, group="advanced",
                           label="DeepCache (steps reusing deep features)", step=1,
                           help="after each full UNet step, this many steps reuse its deep features and run only the "

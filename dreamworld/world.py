@@ -12,7 +12,7 @@ from typing import Callable
 from PIL import Image
 
 from . import __version__, backends, creations, embeddings, files, hires, infotext, inputs, loras, models, previews
-from . import schema
+from . import schema, taesd
 from . import settings as settings_module
 from .cinema import planning, preview, render, runs, video
 from .backends.base import Backend, BackendError, Interrupted, Job
@@ -95,7 +95,17 @@ class DreamWorld:
         backend = self._compile(request)
         self._set_loras(request, backend)
         self._set_embeddings(request, backend)
+        self._set_fast_decoder(request, backend)
         return backend
+
+    def _set_fast_decoder(self, request: Request, backend: Backend) -> None:
+        """The TAESD a fast_decode request decodes with (taesd.py): refused in one sentence when none fits."""
+        found = taesd.find(self.model_dirs, backend.model_name, backend.family) if request.fast_decode else None
+        if request.fast_decode and found is None:
+            names = (backend.model_name, *taesd.FAMILY_NAMES.get(backend.family, ()))
+            raise RequestError("fast_decode", "fast_decode needs a TAESD decoder in models/VAE-approx named "
+                                              + " or ".join(repr(n) for n in names) + "; there is none")
+        backend.set_fast_decoder(found)
 
     def _set_embeddings(self, request: Request, backend: Backend) -> None:
         """The textual-inversion embeddings the prompts use, checked against the model and handed to it."""
@@ -242,14 +252,12 @@ class DreamWorld:
 
     def _previewer(self, backend: Backend, request: Request, progress: Progress):
         """A Job.on_latents that shows the latents in progress.preview, at most every PREVIEW_INTERVAL
-        seconds; None where the backend cannot encode an image (its map to colours is fitted from that)."""
+        seconds (previews.painter: the model's TAESD, else a linear map); None where there is neither."""
         if self._preview_map is None or self._preview_map[0] is not backend:
-            try:
-                self._preview_map = (backend, previews.fit(backend))
-            except (BackendError, AttributeError, NotImplementedError):
-                self._preview_map = (backend, None)
-        mapping = self._preview_map[1]
-        if mapping is None:
+            self._preview_map = (backend, previews.painter(backend, taesd.find(self.model_dirs, backend.model_name,
+                                                                                backend.family)))
+        paint = self._preview_map[1]
+        if paint is None:
             return None
         shown = 0.0
 
@@ -257,7 +265,7 @@ class DreamWorld:
             nonlocal shown
             if time.monotonic() - shown >= PREVIEW_INTERVAL:
                 shown = time.monotonic()
-                progress.preview = previews.picture(latents, mapping, (request.width, request.height))
+                progress.preview = paint(latents, (request.width, request.height))
 
         return on_latents
 

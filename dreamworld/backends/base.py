@@ -165,6 +165,12 @@ class Backend(ABC):
         """The width of the text features the UNet attends to (a LoRA's cross-attention must take it)."""
         return 0
 
+    fast_decoder = None  # the TAESD (models.ModelInfo) a fast_decode request decodes with (set_fast_decoder)
+
+    def set_fast_decoder(self, info) -> None:
+        """The TAESD decoder that requests with fast_decode use (the controller finds it)."""
+        self.fast_decoder = info
+
     def initial_noise(self, seed: int, width: int, height: int):
         """The initial latent noise (a float32 numpy array) of a txt2img generation with this seed."""
         raise BackendError(f"backend {self.name!r} cannot do latent walks (dream motion)")

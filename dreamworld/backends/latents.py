@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import prompts
+from .. import prompts, taesd
 from . import samplers
 from .base import Backend, BackendError, Interrupted, Job
 
@@ -62,7 +62,10 @@ class LatentStages(Backend):
 
     def generate(self, job: Job) -> Image.Image:
         latents, _ = self.denoise(job, self.encode_prompt(job.request, job.prompt_blend))
-        image = self.to_image(self.decode_latents(latents))
+        if job.request.fast_decode and self.fast_decoder is not None:
+            image = self.to_image(taesd.decode(self.fast_decoder, _tensor(latents)).numpy())
+        else:
+            image = self.to_image(self.decode_latents(latents))
         if job.request.mode == "inpaint":
             image = Image.composite(image, job.compose_image, job.compose_mask)
         return image
