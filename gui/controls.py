@@ -83,7 +83,8 @@ def reshape(name: str, value, caps: Capabilities, limits: dict):
     if choices is not None:
         return gr.update(choices=list(choices), value=value if value in choices else choices[0])
     if name in backends.SWITCH_FIELDS:
-        return gr.update(visible=backends.serves(name, caps), value=value if backends.serves(name, caps) else False)
+        served = backends.serves(name, caps)  # else the field's default: off
+        return gr.update(visible=served, value=value if served else schema.FIELDS[name].default)
     if name in ("width", "height"):
         return gr.update(step=caps.size_multiple, value=snapped(value, caps.size_multiple),
                          info=f"pixels, a multiple of {caps.size_multiple}; 0 = the model's native size")

@@ -36,7 +36,7 @@ def _unet_prefixes(config) -> list[tuple[str, str]]:
     pairs += [("mid_block.resnets.0.", "middle_block.0."), ("mid_block.attentions.0.", "middle_block.1."),
               ("mid_block.resnets.1.", "middle_block.2.")]
     n = 0
-    for i, kind in enumerate(config.up_block_types):
+    for i, kind in enumerate(getattr(config, "up_block_types", ())):  # a ControlNet has none
         attention = "CrossAttn" in kind
         for j in range(layers + 1):
             pairs.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{n}.0."))
@@ -66,6 +66,20 @@ def _rename(state: dict, prefixes, inner: dict, out_prefix: str) -> dict:
 
 def unet_to_ldm(unet) -> dict:
     return _rename(unet.state_dict(), _unet_prefixes(unet.config), UNET_RESNET, "model.diffusion_model.")
+
+
+def controlnet_to_ldm(net) -> dict:
+    """A diffusers ControlNetModel in the A1111 / lllyasviel layout (control_v11p_sd15_*.safetensors): the
+    UNet's encoder half, the hint encoder (input_hint_block: convolutions at 0, 2, ..., 14 between SiLUs) and
+    the zero convolutions, under control_model. (diffusers' convert_controlnet_checkpoint, inverted)."""
+    hint, zero = "controlnet_cond_embedding.", net.controlnet_down_blocks
+    blocks = len(net.controlnet_cond_embedding.blocks)
+    prefixes = [(f"{hint}conv_in.", "input_hint_block.0."),
+                *((f"{hint}blocks.{k}.", f"input_hint_block.{2 * (k + 1)}.") for k in range(blocks)),
+                (f"{hint}conv_out.", f"input_hint_block.{2 * (blocks + 1)}."),
+                *((f"controlnet_down_blocks.{i}.", f"zero_convs.{i}.0.") for i in range(len(zero))),
+                ("controlnet_mid_block.", "middle_block_out.0."), *_unet_prefixes(net.config)]
+    return _rename(net.state_dict(), prefixes, UNET_RESNET, "control_model.")
 
 
 def vae_to_ldm(vae, prefix: str = "first_stage_model.") -> dict:

@@ -385,6 +385,33 @@ def test_an_sd15_safetensors_in_models_loads_offline_and_generates(dirs, sd15, m
 
 
 @pytest.mark.slow
+def test_an_a1111_single_file_controlnet_guides_a_single_file_sd15_model(dirs, sd15, tmp_path):
+    """control_v11p_sd15_*.safetensors as A1111 users have them (lllyasviel's layout, full size, random weights)
+    loads offline with the family's config and guides an SD 1.5 single file; the weights are the file's."""
+    from diffusers import ControlNetModel
+    models, state = sd15
+    save_file(state, dirs / "models" / "Stable-diffusion" / "sd15-random.safetensors", metadata={"format": "pt"})
+    config = ControlNetModel.load_config(single_file.HERE / "controlnet-sd15")
+    with torch.device("meta"):
+        net = ControlNetModel.from_config(config)
+    net = random_weights({"net": net}, seed=1)["net"]
+    (dirs / "models" / "ControlNet").mkdir()
+    path = dirs / "models" / "ControlNet" / "control_v11p_sd15_canny.safetensors"
+    save_file({k: v.contiguous() for k, v in ldm_layout.controlnet_to_ldm(net).items()}, path)
+    square = Image.new("RGB", (64, 64), "black")
+    square.paste((255, 255, 255), (8, 16, 40, 48))
+    square.save(tmp_path / "square.png")
+    world = make_world(dirs)
+    fields = dict(prompt="a red fox", model="sd15-random", steps=2, width=64, height=64, seed=1, precision="fp32")
+    plain = world.create(**fields)
+    guided = world.create(**fields, controlnet=[{"preprocessor": "canny", "model": "control_v11p_sd15_canny",
+                                                 "image": str(tmp_path / "square.png")}])
+    assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(guided.images[0]))
+    assert 'ControlNet 0: "Module: canny, Model: control_v11p_sd15_canny [' in guided.parameters[0]
+    assert_same_weights(world.backend._controlnets[path], net)
+
+
+@pytest.mark.slow
 def test_an_sd15_ckpt_loads_offline_without_running_pickled_code(dirs, sd15):
     models, state = sd15
     path = dirs / "models" / "Stable-diffusion" / "sd15-random.ckpt"
