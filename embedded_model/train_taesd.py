@@ -13,6 +13,7 @@ used (live previews and the fast decode); the encoder is left as made.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -89,6 +90,9 @@ def main() -> None:
             print(f"step {step}: loss {loss.item():.4f}, held-out PSNR {held:.1f} dB against the VAE's decode "
                   f"({time.time() - started:.0f} s)", flush=True)
     taesd.save_pretrained(args.out, safe_serialization=True)
+    config = Path(args.out) / "config.json"  # a key AutoencoderTiny saves but warns about when loading
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items()
+                                  if k != "block_out_channels"}, indent=2, sort_keys=True) + "\n")
     print(f"saved {args.out}")
 
 
