@@ -12,7 +12,7 @@ from diffusers import UNet2DConditionModel
 from PIL import Image
 
 from dreamworld import creations, single_file
-from dreamworld.backends import LoadSpec, keras_nets, samplers, tf_backend, weights
+from dreamworld.backends import LoadSpec, keras_nets, samplers, tf_weights, weights
 from dreamworld.backends.base import BackendError, Job
 from dreamworld.backends.tf_backend import TensorflowBackend
 from dreamworld.backends.torch_backend import TorchBackend
@@ -165,10 +165,10 @@ def test_progress_is_reported_per_step_and_interrupt_stops(engines):
 
 # ----- loading ------------------------------------------------------------------------------
 def test_converted_weights_are_cached_and_the_second_load_skips_the_torch_reader(model, engines, monkeypatch):
-    folder = tf_backend._cache_dir(model, None)
+    folder = tf_weights.cache_dir(model, None)
     assert {p.name for p in folder.iterdir()} == {"meta.json", "unet.safetensors", "vae.safetensors",
                                                   "text_encoder.safetensors"}
-    assert folder.is_relative_to(tf_backend.cache_root())
+    assert folder.is_relative_to(tf_weights.cache_root())
 
     def no_reading(*args, **kwargs):
         raise AssertionError("the model was read again instead of coming from the cache")
@@ -184,7 +184,7 @@ def test_converted_weights_are_cached_and_the_second_load_skips_the_torch_reader
 def test_a_damaged_cache_is_converted_again(model, tmp_path, monkeypatch):
     monkeypatch.setenv("DREAMWORLD_CACHE", str(tmp_path))
     TensorflowBackend(LoadSpec(model, None, "cpu", "fp32")).close()
-    folder = tf_backend._cache_dir(model, None)
+    folder = tf_weights.cache_dir(model, None)
     (folder / "unet.safetensors").write_bytes(b"not a safetensors file")
     read = []
     original = weights.load_pipeline

@@ -1,22 +1,15 @@
 """The TensorFlow backend: Stable Diffusion on keras-cv / Keras 3, from the same model files as PyTorch.
 
-A model is read by the same code as the torch backend's (`weights.py`: diffusers folders, single
-files), its tensors poured into Keras networks built from its own configs (`keras_nets/`) and
-cached as numpy files, so that the next load needs neither PyTorch's loader nor the conversion.
-The loops are written here: txt2img, img2img (partial time steps from the encoded image) and
-inpaint (masked latent blending, or a 9-channel inpainting UNet), step for step as diffusers' SD
-pipelines do them, with the same samplers (`samplers.py`) and the same seeded CPU noise, so that a
-request gives the torch backend's picture within rounding (docs/tensorflow.md).
+A model is read by the same code as the torch backend's and its tensors cached as numpy files
+(`tf_weights.py`), then poured into Keras networks built from its own configs (`keras_nets/`). The
+loops are the stages shared with torch (`latents.py`): the same samplers and the same seeded CPU noise,
+so that a request gives the torch backend's picture within rounding (docs/tensorflow.md).
 """
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
-import re
-import shutil
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -47,25 +40,18 @@ from diffusers.image_processor import VaeImageProcessor  # noqa: E402
 from diffusers.models.embeddings import get_timestep_embedding  # noqa: E402
 from keras_cv.models.stable_diffusion import SimpleTokenizer  # noqa: E402
 from PIL import Image  # noqa: E402
-from safetensors.numpy import load_file, save_file  # noqa: E402
 
 from .. import prompts  # noqa: E402
-from ..models import ModelError, ModelInfo  # noqa: E402
 from ..schema import MODES  # noqa: E402
-from . import LoadSpec, keras_nets, samplers, tf_tiles  # noqa: E402
+from . import LoadSpec, keras_nets, samplers, tf_tiles, tf_weights  # noqa: E402
 from .base import BackendError, Capabilities, Job, auto_precision, out_of_memory, precisions_on  # noqa: E402
 from .latents import LatentStages  # noqa: E402
 
 log = logging.getLogger("dreamworld")
 
 BPE = Path(__file__).resolve().parent.parent / "assets" / "bpe_simple_vocab_16e6.txt.gz"
-CONVERSION = 1  # bump when the cached arrays' meaning changes
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 SIZE_MULTIPLE = 64  # three 2x downsamplings of 8x latents
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("DREAMWORLD_CACHE", Path.home() / ".cache" / "dreamworld")) / "tensorflow"
 
 
 def available_devices() -> tuple[str, ...]:
@@ -112,7 +98,7 @@ class TensorflowBackend(LatentStages):
         self._lora_keys: set[tuple[str, str]] = set()  # (part, key) of the weights LoRAs have changed
         self._deltas: dict[str, dict] = {}  # LoRA hash -> its deltas (loras.deltas)
         self._tf_device = "/GPU:0" if self.device == "cuda" else "/CPU:0"
-        meta, states = _read_converted(model, vae)
+        meta, states = tf_weights.read_converted(model, vae)
         policy = POLICIES[self.precision]
         try:
             with tf.device(self._tf_device):
@@ -120,8 +106,9 @@ class TensorflowBackend(LatentStages):
                 self.encoder = keras_nets.VaeEncoder(meta["vae"], dtype=policy)
                 self.decoder = keras_nets.VaeDecoder(meta["vae"], dtype=policy)
                 self.text_encoder = keras_nets.TextEncoder(meta["text_encoder"])
-                parts = [(self.unet, states["unet"]), (self.encoder, _part(states["vae"], "encoder", "quant_conv")),
-                         (self.decoder, _part(states["vae"], "decoder", "post_quant_conv")),
+                vae = states["vae"]
+                parts = [(self.unet, states["unet"]), (self.encoder, tf_weights.part(vae, "encoder", "quant_conv")),
+                         (self.decoder, tf_weights.part(vae, "decoder", "post_quant_conv")),
                          (self.text_encoder, states["text_encoder"])]
                 for net, state in parts:
                     net.build_for()
@@ -171,46 +158,12 @@ class TensorflowBackend(LatentStages):
         return True
 
     def _lora_deltas(self, lora) -> dict:
-        from .. import loras as lora_files
-        if lora.hash in self._deltas:
-            return self._deltas[lora.hash]
-        file = _cache_dir(self._model, self._vae) / "loras" / f"{lora.hash}.safetensors"
-        try:
-            flat = load_file(file)
-        except Exception:  # absent or damaged: computed again
-            from . import weights
-            pipe = weights.load_pipeline(self._model, torch.float32)
-            found = lora_files.deltas(pipe, lora)
-            del pipe
-            flat = {f"{part}/{key}": value for part, state in found.items() for key, value in state.items()}
-            try:
-                file.parent.mkdir(parents=True, exist_ok=True)
-                save_file(flat, file.with_suffix(".tmp"))
-                os.replace(file.with_suffix(".tmp"), file)
-            except OSError as e:
-                log.warning("could not cache the LoRA deltas of %s in %s: %s", lora.name, file, e)
-        deltas: dict[str, dict] = {}
-        for name, value in flat.items():
-            part, key = name.split("/", 1)
-            deltas.setdefault(part, {})[key] = value.astype(np.float32)
-        self._deltas[lora.hash] = deltas
-        return deltas
+        if lora.hash not in self._deltas:
+            self._deltas[lora.hash] = tf_weights.lora_deltas(self._model, self._vae, lora)
+        return self._deltas[lora.hash]
 
     def _base_arrays(self, keys) -> dict[str, dict]:
-        """The converted (LoRA-free) arrays of these (part, key) weights, from the weight cache."""
-        from safetensors import safe_open
-        out: dict[str, dict] = {}
-        parts = {part for part, _ in keys}
-        folder = _cache_dir(self._model, self._vae)
-        for part in parts:
-            wanted = [key for p, key in keys if p == part]
-            try:
-                with safe_open(folder / f"{part}.safetensors", framework="numpy") as f:
-                    out[part] = {key: f.get_tensor(key) for key in wanted}
-            except Exception:  # the cache could not be written: convert again
-                _, states = _read_converted(self._model, self._vae)
-                out[part] = {key: states[part][key] for key in wanted}
-        return out
+        return tf_weights.base_arrays(self._model, self._vae, keys)
 
     # ----- graphs -------------------------------------------------------------------------
     def recompile(self, key: dict) -> None:
@@ -333,77 +286,3 @@ class TensorflowBackend(LatentStages):
         self._text_fns.clear()
         keras.backend.clear_session()
         gc.collect()
-
-
-def _part(state: dict, *prefixes: str) -> dict:
-    return {k: v for k, v in state.items() if k.split(".", 1)[0] in prefixes}
-
-
-# ----- converted weights ------------------------------------------------------------------------
-PARTS = ("unet", "vae", "text_encoder")
-
-
-def _cache_dir(model: ModelInfo, vae: ModelInfo | None) -> Path:
-    def tag(m):
-        return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', m.name)[:60]}-{m.hash}"
-    return cache_root() / (tag(model) + (f"+vae-{tag(vae)}" if vae else "") + f"-c{CONVERSION}")
-
-
-def _read_converted(model: ModelInfo, vae: ModelInfo | None) -> tuple[dict, dict]:
-    """(configs, {part: state dict of numpy arrays}) of a model, from the cache or converted into it."""
-    folder = _cache_dir(model, vae)
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-        return meta, {part: load_file(folder / f"{part}.safetensors") for part in PARTS}
-    except Exception:  # absent, partial or damaged (safetensors raises its own error type): convert again
-        pass
-    meta, states = _convert(model, vae)
-    try:
-        _write_cache(folder, meta, states)
-    except OSError as e:
-        log.warning("could not cache the TensorFlow weights of %s in %s: %s", model.name, folder, e)
-    return meta, states
-
-
-def _convert(model: ModelInfo, vae: ModelInfo | None) -> tuple[dict, dict]:
-    from . import weights
-    try:
-        pipe = weights.load_pipeline(model, torch.float32)
-        if vae is not None:
-            pipe.vae = weights.load_vae(vae, torch.float32, pipe)
-    except ModelError as e:
-        raise BackendError(str(e)) from None
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise BackendError(f"model {model.name!r} could not be loaded from {model.path}: "
-                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-    if getattr(pipe, "text_encoder_2", None) is not None:
-        raise BackendError(f"model {model.name!r} is an SDXL model, which backend 'tensorflow' cannot run; "
-                           "use backend 'torch'")
-    meta = {"unet": dict(pipe.unet.config), "vae": dict(pipe.vae.config),
-            "text_encoder": pipe.text_encoder.config.to_dict(), "scheduler": dict(pipe.scheduler.config),
-            "pad_id": int(pipe.tokenizer.pad_token_id)}
-    meta = json.loads(json.dumps(meta, default=str))
-    # transformers 4 names the text encoder's tensors text_model.*, transformers 5 does not
-    states = {part: {k.removeprefix("text_model."): v.detach().float().numpy()
-                     for k, v in getattr(pipe, part).state_dict().items()} for part in PARTS}
-    del pipe
-    gc.collect()
-    return meta, states
-
-
-def _write_cache(folder: Path, meta: dict, states: dict) -> None:
-    """Write the cache folder atomically; arrays that fp16 holds exactly are stored as fp16."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-    try:
-        for part, state in states.items():
-            packed = {}
-            for key, value in state.items():
-                half = value.astype(np.float16)
-                packed[key] = half if np.array_equal(half.astype(np.float32), value) else value
-            save_file(packed, tmp / f"{part}.safetensors")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

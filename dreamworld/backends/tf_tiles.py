@@ -8,14 +8,12 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from .keras_nets.blocks import silu
 from .torch_tiles import PASSES, boxes
 
 
 def decode_tiled(decoder, z: np.ndarray) -> np.ndarray:
     """The Keras VaeDecoder's output (NHWC float32) of z (NHWC, already divided by the scaling factor)."""
-    x = decoder.post_quant(z) if decoder.post_quant is not None else tf.constant(z)
-    middle = decoder.mid(decoder.conv_in(x))
+    middle = decoder.start(tf.constant(z))
     norms = [layer for path, layer in decoder.registry.layers.items() if isinstance(layer, layers.GroupNormalization)
              and (path.startswith("decoder.up_blocks.") or path == "decoder.conv_norm_out")]
     stats: dict = {}
@@ -33,7 +31,7 @@ def _pass(decoder, middle, norms, stats):
     try:
         for y, x, (y0, y1, x0, x1), keep in boxes(h, w):
             box.update(size=(y1 - y0, x1 - x0), keep=keep)
-            tile = tf.cast(_up(decoder, middle[:, y0:y1, x0:x1, :]), tf.float32).numpy()
+            tile = tf.cast(decoder.up(middle[:, y0:y1, x0:x1, :]), tf.float32).numpy()
             scale = tile.shape[1] // (y1 - y0)
             if out is None:
                 out = np.empty((1, h * scale, w * scale, tile.shape[3]), np.float32)
@@ -44,15 +42,6 @@ def _pass(decoder, middle, norms, stats):
         for norm in norms:
             del norm.call  # the class's own call again
     return out, sums
-
-
-def _up(decoder, x):
-    for resnets, up in decoder.blocks:
-        for resnet in resnets:
-            x = resnet(x)
-        if up is not None:
-            x = up(x)
-    return decoder.conv_out(silu(decoder.norm_out(x)))
 
 
 def _norm(layer, fixed, sums, box):

@@ -111,8 +111,15 @@ class VaeDecoder(Net):
         self.conv_out = reg.conv("decoder.conv_out", c["out_channels"])
 
     def call(self, latents):
+        return self.up(self.start(latents))
+
+    def start(self, latents):
+        """post_quant_conv, conv_in and the mid block: the part at latent resolution."""
         x = self.post_quant(latents) if self.post_quant is not None else latents
-        x = self.mid(self.conv_in(x))
+        return self.mid(self.conv_in(x))
+
+    def up(self, x):
+        """The up blocks and the output: the part that holds the memory (tiled by tf_tiles.py)."""
         for resnets, up in self.blocks:
             for resnet in resnets:
                 x = resnet(x)
