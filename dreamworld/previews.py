@@ -41,7 +41,7 @@ def fit(backend) -> np.ndarray:
 
 def picture(latents, mapping: np.ndarray, size: tuple[int, int] | None = None) -> Image.Image:
     """The preview of NCHW latents: one pixel per latent pixel, enlarged to `size` (width, height)."""
-    array = latents.float().numpy() if isinstance(latents, torch.Tensor) else np.asarray(latents, np.float32)
+    array = latents.float().cpu().numpy() if isinstance(latents, torch.Tensor) else np.asarray(latents, np.float32)
     pixels = array[0].reshape(array.shape[1], -1).T @ mapping[:-1] + mapping[-1]
     rgb = ((np.clip(pixels, -1, 1) + 1) * 127.5).astype(np.uint8).reshape(*array.shape[2:], 3)
     image = Image.fromarray(rgb, "RGB")
@@ -53,7 +53,7 @@ def painter(backend, tiny=None):
     fitted for the backend's VAE; None where there is neither (a backend that cannot encode an image)."""
     if tiny is not None:
         from . import taesd
-        return lambda latents, size: _enlarged(taesd.decode(tiny, torch.as_tensor(latents)), size)
+        return lambda latents, size: _enlarged(taesd.decode(tiny, torch.as_tensor(latents), backend.device), size)
     try:
         mapping = fit(backend)
     except (BackendError, AttributeError, NotImplementedError):

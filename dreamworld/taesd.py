@@ -4,7 +4,8 @@ picture and for a fast final decode (the `fast_decode` field).
 It lives in models/VAE-approx (A1111; ComfyUI: models/vae_approx) as a diffusers AutoencoderTiny folder, or
 as the decoder file A1111 and ComfyUI use (`taesd_decoder.pth` / `.safetensors`; `taesdxl_decoder` for SDXL),
 read with torch.load(weights_only=True). A model uses the one named after it, else `taesd` (SD 1.x/2.x) or
-`taesdxl` (SDXL). Decoding runs in torch on the CPU or the model's device, whichever backend made the latents.
+`taesdxl` (SDXL). Decoding runs in torch on the model's device (a TensorFlow model's GPU where torch has it
+too), else on the CPU, whichever backend made the latents.
 """
 from __future__ import annotations
 
@@ -31,16 +32,16 @@ def find(model_dirs, model_name: str, family: str) -> models.ModelInfo | None:
 
 
 @lru_cache(maxsize=4)
-def load(path: Path):
-    """The AutoencoderTiny of a folder or a decoder file (fp32, eval); ModelError in one sentence."""
+def load(path: Path, device: str = "cpu"):
+    """The AutoencoderTiny of a folder or a decoder file (fp32, eval, on `device`); ModelError in one sentence."""
     from diffusers import AutoencoderTiny
     try:
         if path.is_dir():
-            return AutoencoderTiny.from_pretrained(path).eval()
+            return AutoencoderTiny.from_pretrained(path).eval().to(device)
         net = AutoencoderTiny()
         state = _decoder_state(path)
         net.decoder.load_state_dict(state)
-        return net.eval()
+        return net.eval().to(device)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise ModelError(f"TAESD {path.name!r} could not be loaded: "
                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
@@ -62,8 +63,9 @@ def _decoder_state(path: Path) -> dict:
     return renamed
 
 
-def decode(info: models.ModelInfo, latents: torch.Tensor) -> torch.Tensor:
-    """Scaled NCHW latents (as the UNet makes them) -> NCHW float32 in about [-1, 1]."""
-    net = load(info.path)
+def decode(info: models.ModelInfo, latents: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """Scaled NCHW latents (as the UNet makes them) -> NCHW float32 in about [-1, 1], on the CPU."""
+    from .backends.torch_devices import available_devices
+    net = load(info.path, device if device in available_devices() and device != "auto" else "cpu")
     with _lock, torch.inference_mode():
         return net.decode(latents.float().to(net.device)).sample.float().cpu()

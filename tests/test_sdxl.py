@@ -141,7 +141,7 @@ def test_a_plain_prompt_gives_the_features_of_diffusers_own_sdxl_encoding(world)
         names = ["prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
         mine = [ours.context[1:], ours.context[:1], ours.pooled[1:], ours.pooled[:1]]
         for name, got, expected in zip(names, mine, theirs):
-            torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-5, rtol=1e-4,
+            torch.testing.assert_close(torch.from_numpy(got), expected.cpu(), atol=1e-5, rtol=1e-4,
                                        msg=lambda m: f"{name} ({negative!r}): {m}")
 
 

@@ -93,13 +93,16 @@ PEAK = """
 import sys, numpy as np
 from pathlib import Path
 from dreamworld import backends
-from dreamworld.backends import LoadSpec, tf_tiles, torch_tiles
+from dreamworld.backends import LoadSpec, torch_tiles
 from dreamworld.models import find_model
 
 def status(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
 
-torch_tiles.PASSES = tf_tiles.PASSES = 1  # each pass holds the same memory
+torch_tiles.PASSES = 1  # each pass holds the same memory
+if sys.argv[3] == "tensorflow":
+    from dreamworld.backends import tf_tiles
+    tf_tiles.PASSES = 1
 spec = LoadSpec(find_model([Path(sys.argv[1])], "dreamworld-tiny"), None, "cpu", "fp32")
 engine = backends.backend_class(sys.argv[3])(spec)
 latents = np.random.default_rng(0).standard_normal((1, 4, 128, 128)).astype(np.float32)

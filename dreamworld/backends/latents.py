@@ -1,5 +1,6 @@
-"""The pipeline as stages, shared by the backends whose nets run step by step (latents as NCHW torch tensors
-on the CPU, float32): text -> embeddings, seed -> noise, the denoising loop (from any step to any step),
+"""The pipeline as stages, shared by the backends whose nets run step by step (latents as NCHW float32 torch
+tensors, on the CPU between stages and on the backend's `loop_device` inside the denoising loop, so that a GPU
+runs the steps without waiting for the CPU): text -> embeddings, seed -> noise, the denoising loop (from any step to any step),
 latents -> decoded image, image -> latents. `generate` is these stages run in order, so a run by parts
 (dreamworld/parts) and a plain generation cannot drift apart.
 
@@ -30,6 +31,8 @@ TILE, OVERLAP = 32, 16  # latent pixels of a decoding tile and of the overlap be
 
 class LatentStages(Backend):
     """Backend stages over the hooks above; subclasses call `_check_mode` and keep their own errors."""
+
+    loop_device = "cpu"  # where the latents live during the loop; predict_noise returns its noise there
 
     @property
     def unet_channels(self) -> int:
@@ -63,7 +66,7 @@ class LatentStages(Backend):
     def generate(self, job: Job) -> Image.Image:
         latents, _ = self.denoise(job, self.encode_prompt(job.request, job.prompt_blend))
         if job.request.fast_decode and self.fast_decoder is not None:
-            image = self.to_image(taesd.decode(self.fast_decoder, _tensor(latents)).numpy())
+            image = self.to_image(taesd.decode(self.fast_decoder, _tensor(latents), self.device).numpy())
         else:
             image = self.to_image(self.decode_latents(latents))
         if job.request.mode == "inpaint":
@@ -112,8 +115,8 @@ class LatentStages(Backend):
                 generator.set_state(torch.frombuffer(bytearray(rng_state), dtype=torch.uint8))
         if (r.mode != "txt2img" or job.from_step) and hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(begin * order + job.from_step)
-        latents = self._loop(job, scheduler, generator, start, context, run, end, (blend, extra))
-        return latents.numpy(), bytes(generator.get_state().numpy())
+        latents = self._loop(job, scheduler, generator, start.to(self.loop_device), context, run, end, (blend, extra))
+        return latents.cpu().numpy(), bytes(generator.get_state().numpy())
 
     def _loop(self, job, scheduler, generator, latents, context, run, end, inpaint):
         r, (blend, extra) = job.request, inpaint
@@ -164,10 +167,11 @@ class LatentStages(Backend):
         noise = torch.randn(shape, generator=generator, dtype=torch.float32)
         latents = noise * scheduler.init_noise_sigma if full else scheduler.add_noise(image_latents, noise, first)
         condition = self.masks.preprocess(job.soft_mask, height=r.height, width=r.width).float()
-        mask = torch.nn.functional.interpolate(condition, size=shape[2:])
-        masked_latents = self.encode(image * (condition < 0.5), generator)
+        mask = torch.nn.functional.interpolate(condition, size=shape[2:]).to(self.loop_device)
+        masked_latents = self.encode(image * (condition < 0.5), generator).to(self.loop_device)
         if inpainting_unet:
             return latents, None, (mask, masked_latents)
+        image_latents, noise = image_latents.to(self.loop_device), noise.to(self.loop_device)
 
         def blend(latents, i, timesteps):
             known = image_latents

@@ -43,6 +43,7 @@ class TorchBackend(LatentStages):
         model, vae = spec.model, spec.vae
         self.device = resolve_device(spec.device)
         self.precision = resolve_precision(self.device, spec.precision)
+        self.loop_device = self.device
         dtype = DTYPES[self.precision]
         try:
             pipe = weights.load_pipeline(model, dtype)
@@ -192,7 +193,7 @@ class TorchBackend(LatentStages):
                     extra["mid_block_additional_residual"] = extra["mid_block_additional_residual"] + mid
             out = pipe.unet(latents.to(self.device, dtype), t, return_dict=False, encoder_hidden_states=hidden,
                             **extra)[0]
-        return out.float().cpu()
+        return out.float()
 
     def _size_conditioning(self, pooled: np.ndarray, shape) -> dict:
         """SDXL's added conditions: the pooled text features, and the picture's size as both its original
