@@ -1,9 +1,9 @@
 """DreamWorld's default settings against stock diffusers, in one process, on a full-size SD 1.5 network.
 
-    python bench/speed.py [--steps 4] [--size 512] [--ngms 1.0]
+    python bench/speed.py [--steps 4] [--size 512] [--ngms 1.0] [--device cuda]
 
-The baseline is stock `diffusers.StableDiffusionPipeline` in fp32 (Euler a, guidance 7, the same steps and
-size, its own VAE decode), loaded from the same diffusers folder of SD 1.5's networks with random weights
+The baseline is stock `diffusers.StableDiffusionPipeline` in fp32 on the CPU, fp16 on CUDA (Euler a,
+guidance 7, the same steps and size, its own VAE decode), loaded from the same diffusers folder of SD 1.5's networks with random weights
 (bench/backends.py writes it; the compute is that of real weights). Then DreamWorld with its defaults
 (`precision=auto`...) on the same folder, then opt-in rows (NGMS, DeepCache, the TAESD fast decode: a
 TAESD-size decoder of random weights for time; its fidelity is that of the embedded model's shipped TAESD).
@@ -42,11 +42,12 @@ def best(run, repeats: int) -> float:
     return best_of(run, repeats)
 
 
-def stock(folder: Path, args) -> float:
+def stock(folder: Path, args, dtype) -> float:
     import torch
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
-    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True,
+    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, local_files_only=True,
                                                    safety_checker=None, requires_safety_checker=False)
+    pipe.to(args.device)
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
 
@@ -65,12 +66,12 @@ def psnr(a, b) -> float:
     return 10 * np.log10(255 ** 2 / max(((a - b) ** 2).mean(), 1e-9))
 
 
-def fidelity(extra: dict, prompts: int) -> float:
+def fidelity(extra: dict, prompts: int, device: str) -> float:
     """The mean PSNR, against the default's, of pictures of the embedded model made with `extra`."""
     world = DreamWorld(settings=Settings(), creations_dir=tempfile.mkdtemp())
     values = []
     for i, prompt in enumerate(SCENES[:prompts]):
-        fields = dict(prompt=prompt, seed=i, steps=20, width=128, height=128)
+        fields = dict(prompt=prompt, seed=i, steps=20, width=128, height=128, device=device)
         values.append(psnr(world.create(**fields).images[0], world.create(**fields, **extra).images[0]))
     return float(np.mean(values))
 
@@ -82,20 +83,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--ngms", type=float, default=1.0, help="the opt-in NGMS row's sigma")
     parser.add_argument("--prompts", type=int, default=4, help="scenes of the fidelity figures")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
+    import torch
 
     models = sd15_models_dir()
     folder = models / "Stable-diffusion" / "sd15-random"
     from diffusers import AutoencoderTiny
     AutoencoderTiny().save_pretrained(models / "VAE-approx" / "taesd")  # TAESD's size (time only), random weights
+    where = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(f"SD 1.5 shape, random weights, {args.size}x{args.size}, {args.steps} steps, Euler a, guidance 7, "
-          f"best of {args.repeats} after a warm-up (text encoding and decode included)")
-    baseline = stock(folder, args)
-    print(f"{'stock diffusers fp32':34s} {baseline:8.2f} s   1.00x")
+          f"best of {args.repeats} after a warm-up (text encoding and decode included), on {where}")
+    if args.device == "cuda":
+        fp32 = stock(folder, args, torch.float32)
+        print(f"{'stock diffusers fp32 (reference)':34s} {fp32:8.2f} s")
+    baseline = stock(folder, args, torch.float16 if args.device == "cuda" else torch.float32)
+    print(f"{'stock diffusers ' + ('fp16' if args.device == 'cuda' else 'fp32'):34s} {baseline:8.2f} s   1.00x")
 
     world = DreamWorld(settings=Settings(), models_dir=models, creations_dir=tempfile.mkdtemp())
     fields = dict(prompt="a red circle on a blue background", model="sd15-random", steps=args.steps,
-                  width=args.size, height=args.size, seed=1, scheduler="Euler a", guidance_scale=7.0)
+                  width=args.size, height=args.size, seed=1, scheduler="Euler a", guidance_scale=7.0,
+                  device=args.device)
     rows = [("DreamWorld default", {}), (f"DreamWorld ngms={args.ngms:g} (opt-in)", {"ngms": args.ngms}),
             ("DreamWorld deepcache=1 (opt-in)", {"deepcache": 1}),
             ("DreamWorld deepcache=2 (opt-in)", {"deepcache": 2}),
@@ -106,10 +114,10 @@ def main() -> None:
     for label, extra in rows:
         seconds = best(lambda: world.create(**fields, **extra), args.repeats)
         default = default or seconds
-        said = f"   fidelity {fidelity(extra, args.prompts):.1f} dB PSNR vs default" if extra else ""
+        said = f"   fidelity {fidelity(extra, args.prompts, args.device):.1f} dB PSNR vs default" if extra else ""
         print(f"{label:34s} {seconds:8.2f} s   {baseline / seconds:.2f}x{said}")
     print(f"precision picked by default: {world.backend.precision}; the default's fidelity "
-          f"{fidelity({'precision': 'fp32'}, args.prompts):.1f} dB PSNR vs fp32")
+          f"{fidelity({'precision': 'fp32'}, args.prompts, args.device):.1f} dB PSNR vs fp32")
     print(f"speedup {baseline / default:.2f}")
 
 
