@@ -7,7 +7,6 @@ import gc
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from ..models import ModelError, ModelInfo
+from . import cache
 from .base import BackendError
 
 log = logging.getLogger("dreamworld")
@@ -24,7 +24,7 @@ CONVERSION = 1  # bump when the cached arrays' meaning changes
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("DREAMWORLD_CACHE", Path.home() / ".cache" / "dreamworld")) / "tensorflow"
+    return cache.root("tensorflow")
 
 
 def part(state: dict, *prefixes: str) -> dict:
@@ -35,9 +35,7 @@ PARTS = ("unet", "vae", "text_encoder")
 
 
 def cache_dir(model: ModelInfo, vae: ModelInfo | None) -> Path:
-    def tag(m):
-        return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', m.name)[:60]}-{m.hash}"
-    return cache_root() / (tag(model) + (f"+vae-{tag(vae)}" if vae else "") + f"-c{CONVERSION}")
+    return cache.converted_dir("tensorflow", model, vae, CONVERSION)
 
 
 def read_converted(model: ModelInfo, vae: ModelInfo | None) -> tuple[dict, dict]:
