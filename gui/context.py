@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from dreamworld.errors import USER_ERRORS
 from dreamworld.service import ADMIN, LOCAL_USER, Service
 from dreamworld.world import DreamWorld
 
@@ -72,3 +73,14 @@ def follow_mode(selector: gr.Component, group: dict[str, gr.Component], fields, 
 def visible_in(spec, attribute: str, value) -> bool:
     allowed = getattr(spec, attribute)
     return allowed is None or value in allowed
+
+
+def follow_capability(ctx: Context, backend: gr.Component, capability: str, components: list) -> None:
+    """Show `components` only where the chosen backend's capability of that name is true."""
+    def reshape(name):
+        try:
+            update = gr.update(visible=bool(getattr(ctx.world.capabilities(name), capability)))
+        except USER_ERRORS:
+            update = gr.update()
+        return update if len(components) == 1 else [update] * len(components)  # one output takes no list
+    backend.change(reshape, backend, components)

@@ -13,7 +13,7 @@ from dreamworld.controlnet import ControlUnit
 from dreamworld.errors import USER_ERRORS
 from dreamworld.spec import specs
 
-from .context import Context
+from .context import Context, follow_capability
 
 UNITS = 3
 UNIT_FIELDS = specs(ControlUnit)
@@ -110,9 +110,4 @@ def _previewer(ctx: Context):
 
 def follow_backend(ctx: Context, backend: gr.Component, panel: ControlNetPanel) -> None:
     """Show the panel only where the chosen backend can do ControlNet."""
-    def reshape(name):
-        try:
-            return gr.update(visible=ctx.world.capabilities(name).controlnet)
-        except USER_ERRORS:
-            return gr.update()
-    backend.change(reshape, backend, panel.panel)
+    follow_capability(ctx, backend, "controlnet", [panel.panel])

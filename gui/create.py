@@ -10,7 +10,7 @@ from dreamworld import creations, loras, schema
 from dreamworld.errors import USER_ERRORS
 
 from . import controlnet_panel, controls, sending
-from .context import Context, follow_mode, owner_of, refusal, viewer_of, visible_in
+from .context import Context, follow_capability, follow_mode, owner_of, refusal, viewer_of, visible_in
 
 FIELDS = schema.FIELDS
 SHOWN = [n for n, s in FIELDS.items() if s.kind != "image"]  # the image fields have their own editors
@@ -101,7 +101,7 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
     with gr.Row():
         with gr.Column(scale=3):
             fields = ctx.controls([n for n in SHOWN if FIELDS[n].group == "prompt"], FIELDS, defaults)
-            _lora_picker(ctx, fields["prompt"])
+            lora_controls = _lora_picker(ctx, fields["prompt"])
         with gr.Column(scale=1, min_width=200):
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Row():
@@ -154,18 +154,20 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
     for trigger in (sketching, fields["mode"]):
         trigger.change(sketch_or_mask, [fields["mode"], sketching], [sketch, inpaint])
     controlnet_panel.follow_backend(ctx, fields["backend"], panel)
+    follow_capability(ctx, fields["backend"], "lora", lora_controls)
     return tab
 
 
-def _lora_picker(ctx: Context, prompt: gr.Component) -> None:
+def _lora_picker(ctx: Context, prompt: gr.Component) -> list[gr.Component]:
     """A LoRA from models/Lora and a weight, put into the prompt as <lora:name:weight> (A1111's way); an
-    embedding from models/embeddings, put in as its word."""
+    embedding from models/embeddings, put in as its word. Returns the LoRA's controls (shown where the
+    backend can use LoRAs)."""
     with gr.Row():
         lora = gr.Dropdown(choices=[m.name for m in ctx.world.list_models("lora")], value=None, label="LoRA",
-                           elem_id="lora-pick", scale=2)
+                           elem_id="lora-pick", scale=2, visible=ctx.caps.lora)
         weight = gr.Slider(minimum=-2, maximum=2, value=1, step=0.05, label="LoRA weight", elem_id="lora-weight",
-                           scale=2)
-        add_lora = gr.Button("Add LoRA to prompt", elem_id="lora-add", scale=1)
+                           scale=2, visible=ctx.caps.lora)
+        add_lora = gr.Button("Add LoRA to prompt", elem_id="lora-add", scale=1, visible=ctx.caps.lora)
         embedding = gr.Dropdown(choices=[m.name for m in ctx.world.list_models("embedding")], value=None,
                                 label="Embedding", elem_id="embedding-pick", scale=2)
         add_embedding = gr.Button("Add embedding", elem_id="embedding-add", scale=1)
@@ -173,6 +175,7 @@ def _lora_picker(ctx: Context, prompt: gr.Component) -> None:
                    [prompt, lora, weight], prompt, queue=False)
     add_embedding.click(lambda text, name: f"{text.rstrip()} {name}".strip() if name else text,
                         [prompt, embedding], prompt, queue=False)
+    return [lora, weight, add_lora]
 
 
 def _wire(ctx: Context, tab: CreateTab, buttons: tuple[gr.Button, ...], outputs) -> None:

@@ -11,7 +11,7 @@ import gradio as gr
 from dreamworld.errors import USER_ERRORS
 from dreamworld.jobs import Job
 
-from .context import Context, owner_of, viewer_of
+from .context import Context, viewer_of
 
 SHOWN_DONE = 20  # finished jobs listed, newest first, after the open ones
 

@@ -915,6 +915,23 @@ def test_controlnet_panel_previews_guides_and_hides_on_tensorflow(page, server, 
     expect(panel).to_be_hidden(timeout=60_000)  # TensorFlow declares no ControlNet
 
 
+def test_the_openvino_engine_hides_what_it_leaves_to_torch_and_generates(page, server):
+    lora, panel = page.locator("#lora-pick"), page.locator("#controlnet-panel")
+    expect(lora).to_be_visible()
+    expect(panel).to_be_visible()
+    page.get_by_text("Advanced", exact=True).click()
+    choose(page, "backend", "openvino")
+    expect(lora).to_be_hidden(timeout=30_000)  # LoRAs and ControlNet stay on torch
+    expect(panel).to_be_hidden()
+    expect(page.locator("#field-width input[type=number]")).to_have_attribute("step", "64")
+    fill(page, prompt="a yellow square on a purple background", seed=8, width=64, height=64, steps=3)
+    image = generate_one(page, server, timeout=GENERATION_TIMEOUT * 2)  # the first use converts the UNet
+    assert read_creation(image)["request"]["backend"] == "openvino"
+    choose(page, "backend", "torch")
+    expect(lora).to_be_visible(timeout=30_000)
+    expect(panel).to_be_visible()
+
+
 def test_the_cinema_tab_has_a_controlnet_panel_whose_units_guide_every_frame(page, server, tmp_path):
     from PIL import ImageDraw
     control = tmp_path / "shape.png"

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 REGISTRY = {
     "torch": ("dreamworld.backends.torch_backend", "TorchBackend"),
     "tensorflow": ("dreamworld.backends.tf_backend", "TensorflowBackend"),
+    "openvino": ("dreamworld.backends.openvino_backend", "OpenVINOBackend"),
 }
 NAMES = tuple(REGISTRY)
 
