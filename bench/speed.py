@@ -1,12 +1,13 @@
 """DreamWorld's default settings against stock diffusers, in one process, on a full-size SD 1.5 network.
 
-    python bench/speed.py [--steps 4] [--size 512] [--ngms 1.0] [--device cuda]
+    python bench/speed.py [--steps 4] [--size 512] [--ngms 1.0] [--device cuda] [--rows openvino,deepcache]
 
 The baseline is stock `diffusers.StableDiffusionPipeline` in fp32 on the CPU, fp16 on CUDA (Euler a,
-guidance 7, the same steps and size, its own VAE decode), loaded from the same diffusers folder of SD 1.5's networks with random weights
-(bench/backends.py writes it; the compute is that of real weights). Then DreamWorld with its defaults
-(`precision=auto`...) on the same folder, then opt-in rows (NGMS, DeepCache, the TAESD fast decode: a
-TAESD-size decoder of random weights for time; its fidelity is that of the embedded model's shipped TAESD).
+guidance 7, the same steps and size, its own VAE decode), loaded from the same diffusers folder of SD 1.5's
+networks with random weights (bench/backends.py writes it; the compute is that of real weights). Then
+DreamWorld with its defaults (`precision=auto`...) on the same folder, then opt-in rows: NGMS, DeepCache, the
+OpenVINO backend (CPU only; its UNet conversion happens in the warm-up), the TAESD fast decode (a TAESD-size
+decoder of random weights for time; its fidelity is that of the embedded model's shipped TAESD).
 Each row is the best of --repeats images after a warm-up, text encoding and decode included. The fidelity
 of a row that changes pixels is its PSNR against the default's picture on the embedded model (20 steps,
 128x128, over --prompts scenes). The last line is
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--ngms", type=float, default=1.0, help="the opt-in NGMS row's sigma")
     parser.add_argument("--prompts", type=int, default=4, help="scenes of the fidelity figures")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--rows", default="", help="only the opt-in rows whose label has one of these words "
+                                                   "(comma-separated); stock and the default always run")
     args = parser.parse_args()
     import torch
 
@@ -109,7 +112,11 @@ def main() -> None:
             ("DreamWorld deepcache=2 (opt-in)", {"deepcache": 2}),
             (f"deepcache=2, ngms={args.ngms:g} (opt-in)", {"deepcache": 2, "ngms": args.ngms}),
             ("DreamWorld fast_decode (opt-in)", {"fast_decode": True}),
-            ("deepcache=2, fast_decode (opt-in)", {"deepcache": 2, "fast_decode": True})]
+            ("deepcache=2, fast_decode (opt-in)", {"deepcache": 2, "fast_decode": True}),
+            ("DreamWorld backend=openvino (opt-in)", {"backend": "openvino"}),
+            ("openvino, ngms=1 (opt-in)", {"backend": "openvino", "ngms": args.ngms})]
+    rows = [(label, extra) for label, extra in rows if not (args.device == "cuda" and "backend" in extra)
+            and (not extra or not args.rows or any(word in label for word in args.rows.split(",")))]
     default = None
     for label, extra in rows:
         seconds = best(lambda: world.create(**fields, **extra), args.repeats)

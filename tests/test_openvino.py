@@ -84,3 +84,16 @@ def test_an_sdxl_model_is_refused_in_one_sentence(tmp_path):
         world.create(backend="openvino", model="tiny-sdxl", prompt="x", steps=1, width=64, height=64)
     assert str(e.value) == "model 'tiny-sdxl' is an SDXL model: SDXL runs on the torch backend"
     assert not list((tmp_path / "out").rglob("*.png"))
+
+
+def test_without_the_openvino_package_it_says_how_to_install_it(world, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an install without it gives
+    openvino_backend.supported_precisions.cache_clear()
+    try:
+        with pytest.raises(DreamWorldError) as e:
+            world.create(backend="openvino", **dict(FIELDS, steps=1))
+        assert str(e.value) == ("backend 'openvino' needs the openvino package: "
+                                "pip install --no-deps -r requirements-nodeps.txt")
+    finally:
+        openvino_backend.supported_precisions.cache_clear()

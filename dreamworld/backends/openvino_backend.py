@@ -33,7 +33,11 @@ HINTS = {"fp32": "f32", "bf16": "bf16"}  # OpenVINO's INFERENCE_PRECISION_HINT
 
 @lru_cache(maxsize=1)
 def supported_precisions() -> tuple[str, ...]:
-    import openvino as ov
+    try:
+        import openvino as ov
+    except ImportError:
+        raise BackendError("backend 'openvino' needs the openvino package: "
+                           "pip install --no-deps -r requirements-nodeps.txt") from None
     return ("fp32", "bf16") if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else ("fp32",)
 
 
