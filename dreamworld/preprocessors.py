@@ -181,7 +181,7 @@ def depth_hook(models_dirs):
 
 
 def pose_map(image, models_dirs) -> np.ndarray:
-    """An OpenPose skeleton from models/openpose/body_pose_model.pth through controlnet-aux."""
+    """OpenPose skeletons from models/openpose/body_pose_model.pth through controlnet-aux (openpose.py)."""
     from pathlib import Path
     found = next((Path(r) / f / "body_pose_model.pth" for r in models_dirs for f in POSE_FOLDERS
                   if (Path(r) / f / "body_pose_model.pth").is_file()), None)
@@ -189,16 +189,13 @@ def pose_map(image, models_dirs) -> np.ndarray:
         where = " or ".join(f"{d}/openpose" for d in map(str, models_dirs)) or "models/openpose"
         raise PreprocessorError(f"the pose preprocessor needs an OpenPose body model (body_pose_model.pth) "
                                 f"in {where}, and there is none")
+    from . import openpose
     try:
-        from controlnet_aux.open_pose import OpenposeDetector
-    except Exception as e:  # noqa: BLE001 - an optional package, or one whose own imports fail
+        drawn = openpose.skeleton(image, found)
+    except ImportError as e:
         raise PreprocessorError(f"the pose preprocessor needs the controlnet-aux package, which cannot be "
-                                f"imported here ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    from controlnet_aux.open_pose import Body
-    detector = OpenposeDetector(Body(str(found)))
-    out = detector(image.convert("RGB"), detect_resolution=min(image.size), image_resolution=min(image.size),
-                   output_type="np")
-    out = np.asarray(out, dtype=np.float32) / 255.0
-    if out.shape[:2] != image.size[::-1]:
-        out = np.asarray(to_pil(out).resize(image.size), dtype=np.float32) / 255.0
-    return out
+                                f"imported here ({e})") from None
+    except (RuntimeError, KeyError) as e:  # weights of another network
+        raise PreprocessorError(f"{found.name} is not an OpenPose body model "
+                                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    return drawn.astype(np.float32) / 255.0
