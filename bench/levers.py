@@ -87,16 +87,10 @@ def main() -> None:
 def openvino(unet, latents, t, context, repeats, row) -> None:
     import openvino as ov
 
-    class Wrapped(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, sample, timestep, hidden):
-            return self.net(sample, timestep, encoder_hidden_states=hidden, return_dict=False)[0]
+    from dreamworld.backends.openvino_backend import UNetCall  # what the backend converts
 
     started = time.perf_counter()
-    model = ov.convert_model(Wrapped(unet).eval(), example_input=(latents, t, context))
+    model = ov.convert_model(UNetCall(unet).eval(), example_input=(latents, t, context))
     print(f"  (OpenVINO: converted in {time.perf_counter() - started:.0f} s)")
     core = ov.Core()
     for label, config in (("OpenVINO, its default precision", {}),

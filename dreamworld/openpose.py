@@ -23,6 +23,7 @@ from PIL import Image
 from .single_file import load_pickle_safely
 
 
+@lru_cache(maxsize=1)
 def _modules():
     """(controlnet_aux.open_pose.body, controlnet_aux.open_pose.util, controlnet_aux.util); ImportError."""
     spec = importlib.util.find_spec("controlnet_aux")

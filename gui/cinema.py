@@ -9,7 +9,7 @@ from dreamworld import schema
 from dreamworld.errors import USER_ERRORS
 
 from . import controlnet_panel, controls
-from .context import Context, follow_mode, owner_of, refusal, viewer_of, visible_in
+from .context import Context, follow_capability, follow_mode, owner_of, refusal, viewer_of, visible_in
 
 FIELDS = schema.CINEMA_FIELDS
 FILES = ("image", "video")
@@ -100,7 +100,7 @@ def build(ctx: Context) -> CinemaTab:
     preview_button.click(show_preview, inputs, preview, concurrency_id="preview", concurrency_limit=2)
     follow_mode(movie["motion"], movie, FIELDS, "motions",
                 {init: schema.MOVING, clip: ("video",), preview_button: ("2d", "3d", "video")})
-    controlnet_panel.follow_backend(ctx, movie["backend"], panel)
+    follow_capability(ctx, movie["backend"], "controlnet", [panel.panel])
     return CinemaTab(movie, init, clip, panel)
 
 

@@ -13,7 +13,7 @@ from dreamworld.controlnet import ControlUnit
 from dreamworld.errors import USER_ERRORS
 from dreamworld.spec import specs
 
-from .context import Context, follow_capability
+from .context import Context
 
 UNITS = 3
 UNIT_FIELDS = specs(ControlUnit)
@@ -107,7 +107,3 @@ def _previewer(ctx: Context):
             raise gr.Error(str(e)) from None
     return preview
 
-
-def follow_backend(ctx: Context, backend: gr.Component, panel: ControlNetPanel) -> None:
-    """Show the panel only where the chosen backend can do ControlNet."""
-    follow_capability(ctx, backend, "controlnet", [panel.panel])

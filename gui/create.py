@@ -153,7 +153,7 @@ def build(ctx: Context, note: str | None = None) -> CreateTab:
 
     for trigger in (sketching, fields["mode"]):
         trigger.change(sketch_or_mask, [fields["mode"], sketching], [sketch, inpaint])
-    controlnet_panel.follow_backend(ctx, fields["backend"], panel)
+    follow_capability(ctx, fields["backend"], "controlnet", [panel.panel])
     follow_capability(ctx, fields["backend"], "lora", lora_controls)
     return tab
 

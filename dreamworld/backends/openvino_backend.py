@@ -8,9 +8,6 @@ models; SDXL, ControlNet, LoRAs and DeepCache run on the torch backend.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import replace
 from functools import lru_cache
@@ -77,7 +74,7 @@ class OpenVINOBackend(TorchBackend):
         super().close()
 
 
-class _UNetCall(torch.nn.Module):
+class UNetCall(torch.nn.Module):
     """The UNet as a function of (latents, timestep, text features) -> noise, the form OpenVINO converts."""
 
     def __init__(self, unet):
@@ -107,22 +104,15 @@ def compiled_unet(model: ModelInfo, unet, precision: str):
         example = (torch.randn(2, channels, 16, 16), torch.tensor(500.0), torch.randn(2, 77, width))
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's notes on the branches it fixes
-            converted = ov.convert_model(_UNetCall(unet).eval(), example_input=example)
+            converted = ov.convert_model(UNetCall(unet).eval(), example_input=example)
         _save(ov, converted, xml)
     return core.compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": HINTS[precision]})
 
 
 def _save(ov, converted, xml: Path) -> None:
-    """Write the IR into its folder atomically; a cache that cannot be written costs a conversion next time."""
-    tmp = None
+    """Keep the IR in its folder; a cache that cannot be written costs a conversion next time."""
     try:
-        xml.parent.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=xml.parent.parent))
-        ov.save_model(converted, tmp / xml.name, compress_to_fp16=False)
-        shutil.rmtree(xml.parent, ignore_errors=True)
-        os.replace(tmp, xml.parent)
+        with cache.replacing(xml.parent) as tmp:
+            ov.save_model(converted, tmp / xml.name, compress_to_fp16=False)
     except OSError as e:
         log.warning("could not keep the OpenVINO UNet in %s: %s", xml.parent, e)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)

@@ -7,8 +7,6 @@ import gc
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +80,7 @@ def _convert(model: ModelInfo, vae: ModelInfo | None) -> tuple[dict, dict]:
 
 def _write_cache(folder: Path, meta: dict, states: dict) -> None:
     """Write the cache folder atomically; arrays that fp16 holds exactly are stored as fp16."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-    try:
+    with cache.replacing(folder) as tmp:
         for part, state in states.items():
             packed = {}
             for key, value in state.items():
@@ -92,10 +88,6 @@ def _write_cache(folder: Path, meta: dict, states: dict) -> None:
                 packed[key] = half if np.array_equal(half.astype(np.float32), value) else value
             save_file(packed, tmp / f"{part}.safetensors")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def lora_deltas(model: ModelInfo, vae: ModelInfo | None, lora) -> dict:
