@@ -7,7 +7,7 @@ with random weights, timed as the median of --repeats calls after a warm-up, aga
 torch bf16 (DreamWorld's default on a CPU with bf16 instructions), bf16 with channels-last memory, bf16 on one
 thread, `torch.compile` of the bf16 UNet (--compile; its compile time printed apart), and OpenVINO
 (--openvino; `pip install openvino`: the UNet converted from torch, run in its default precision on this CPU
-(bf16 where the CPU has it) and in fp32). "diff" is the largest difference from torch fp32's output relative
+(bf16 where the CPU has it), in fp32, and quantized to int8 as the backend's precision=int8 does). "diff" is the largest difference from torch fp32's output relative
 to that output's largest magnitude.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -99,6 +100,13 @@ def openvino(unet, latents, t, context, repeats, row) -> None:
         precision = compiled.get_property("INFERENCE_PRECISION_HINT")
         inputs = [latents.numpy(), t.numpy(), context.numpy()]
         row(f"{label} ({precision})", *timed(lambda: torch.from_numpy(compiled(inputs)[0]), repeats))
+    from dreamworld.backends.openvino_int8 import hybrid_quantized  # what precision=int8 runs
+    started = time.perf_counter()
+    calibration = [[torch.randn_like(latents).numpy(), np.float32(step), torch.randn_like(context).numpy()]
+                   for step in (999, 500)]  # random inputs: a random network has no typical ones
+    compiled = core.compile_model(hybrid_quantized(model, calibration), "CPU")
+    print(f"  (OpenVINO int8: quantized in {time.perf_counter() - started:.0f} s)")
+    row("OpenVINO int8 (hybrid, the openvino default)", *timed(lambda: torch.from_numpy(compiled(inputs)[0]), repeats))
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@
 The baseline is stock `diffusers.StableDiffusionPipeline` in fp32 on the CPU, fp16 on CUDA (Euler a,
 guidance 7, the same steps and size, its own VAE decode), loaded from the same diffusers folder of SD 1.5's
 networks with random weights (bench/backends.py writes it; the compute is that of real weights). Then
-DreamWorld with its defaults (`precision=auto`...) on the same folder, then opt-in rows: NGMS, DeepCache, the
-OpenVINO backend (CPU only; its UNet conversion happens in the warm-up), the TAESD fast decode (a TAESD-size
-decoder of random weights for time; its fidelity is that of the embedded model's shipped TAESD).
+DreamWorld with its defaults (torch, `precision=auto`: bf16 on a bf16 CPU, fp16 on CUDA) on the same folder,
+then opt-in rows: NGMS, DeepCache, the TAESD fast decode, `backend=auto` (OpenVINO int8 on the CPU: its
+conversion and quantization in the warm-up), OpenVINO in bf16 (a TAESD-size decoder of random weights for time; its
+fidelity is that of the embedded model's shipped TAESD).
 Each row is the best of --repeats images after a warm-up, text encoding and decode included. The fidelity
 of a row that changes pixels is its PSNR against the default's picture on the embedded model (20 steps,
-128x128, over --prompts scenes). The last line is
+128x128, over --prompts scenes); the default's and auto's are also given against torch fp32, with the
+adherence scores (--adherence held-out prompts). The last line is
 `speedup X.XX`: the default's time over stock's.
 """
 from __future__ import annotations
@@ -67,14 +69,27 @@ def psnr(a, b) -> float:
     return 10 * np.log10(255 ** 2 / max(((a - b) ** 2).mean(), 1e-9))
 
 
-def fidelity(extra: dict, prompts: int, device: str) -> float:
-    """The mean PSNR, against the default's, of pictures of the embedded model made with `extra`."""
+def fidelity(extra: dict, prompts: int, device: str, base: dict | None = None) -> float:
+    """The mean PSNR, against the default's (or `base`'s), of pictures of the embedded model made with `extra`."""
     world = DreamWorld(settings=Settings(), creations_dir=tempfile.mkdtemp())
     values = []
     for i, prompt in enumerate(SCENES[:prompts]):
         fields = dict(prompt=prompt, seed=i, steps=20, width=128, height=128, device=device)
-        values.append(psnr(world.create(**fields).images[0], world.create(**fields, **extra).images[0]))
+        values.append(psnr(world.create(**fields, **(base or {})).images[0],
+                           world.create(**fields, **extra).images[0]))
     return float(np.mean(values))
+
+
+def adherence(extra: dict, scenes: int, device: str) -> float:
+    """The share (in points of 100) of what held-out prompts name (colour, shape, place, size, background) that
+    the embedded model's pictures made with `extra` show (embedded_model/evaluate.py's measure)."""
+    from embedded_model import evaluate, shapes
+    rng = np.random.default_rng(12345)
+    held = [shapes.sample_scene(rng, "heldout", objects=1, full=True) for _ in range(scenes)]
+    world = DreamWorld(settings=Settings(), creations_dir=tempfile.mkdtemp())
+    images = [world.create(prompt=s.caption, seed=i, steps=20, width=128, height=128, device=device,
+                           **extra).images[0] for i, s in enumerate(held)]
+    return 100 * evaluate.adherence(evaluate.rates(held, images))
 
 
 def main() -> None:
@@ -84,6 +99,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--ngms", type=float, default=1.0, help="the opt-in NGMS row's sigma")
     parser.add_argument("--prompts", type=int, default=4, help="scenes of the fidelity figures")
+    parser.add_argument("--adherence", type=int, default=40, help="held-out prompts of the adherence figures")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--rows", default="", help="only the opt-in rows whose label has one of these words "
                                                    "(comma-separated); stock and the default always run")
@@ -113,9 +129,10 @@ def main() -> None:
             (f"deepcache=2, ngms={args.ngms:g} (opt-in)", {"deepcache": 2, "ngms": args.ngms}),
             ("DreamWorld fast_decode (opt-in)", {"fast_decode": True}),
             ("deepcache=2, fast_decode (opt-in)", {"deepcache": 2, "fast_decode": True}),
-            ("DreamWorld backend=openvino (opt-in)", {"backend": "openvino"}),
-            ("openvino, ngms=1 (opt-in)", {"backend": "openvino", "ngms": args.ngms})]
-    rows = [(label, extra) for label, extra in rows if not (args.device == "cuda" and "backend" in extra)
+            ("backend=auto (opt-in; OpenVINO int8)", {"backend": "auto"}),
+            ("openvino precision=bf16 (opt-in)", {"backend": "openvino", "precision": "bf16"})]
+    cpu_only = ("backend", "precision")  # OpenVINO's rows
+    rows = [(label, extra) for label, extra in rows if not (args.device == "cuda" and set(cpu_only) & set(extra))
             and (not extra or not args.rows or any(word in label for word in args.rows.split(",")))]
     default = None
     for label, extra in rows:
@@ -123,8 +140,13 @@ def main() -> None:
         default = default or seconds
         said = f"   fidelity {fidelity(extra, args.prompts, args.device):.1f} dB PSNR vs default" if extra else ""
         print(f"{label:34s} {seconds:8.2f} s   {baseline / seconds:.2f}x{said}")
-    print(f"precision picked by default: {world.backend.precision}; the default's fidelity "
-          f"{fidelity({'precision': 'fp32'}, args.prompts, args.device):.1f} dB PSNR vs fp32")
+    reference = {"backend": "torch", "precision": "fp32"}
+    auto = {"backend": "auto"}
+    print(f"fidelity vs torch fp32 (mean PSNR): default {fidelity(reference, args.prompts, args.device):.1f} dB, "
+          f"backend=auto {fidelity(auto, args.prompts, args.device, base=reference):.1f} dB; adherence: torch fp32 "
+          f"{adherence(reference, args.adherence, args.device):.1f}, "
+          f"default {adherence({}, args.adherence, args.device):.1f}, "
+          f"auto {adherence(auto, args.adherence, args.device):.1f}", flush=True)
     print(f"speedup {baseline / default:.2f}")
 
 

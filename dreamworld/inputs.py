@@ -22,7 +22,7 @@ def check_controlnet(request: Request, model_dirs, creations_dir: Path) -> None:
     """Refuse, in one sentence, units that cannot run: a backend without ControlNet, an unknown model, a
     ControlNet of another family than the model, an unreadable control image, a preprocessor whose
     model is missing, no control image at all. Reads configs and headers only."""
-    backends.check(request, backends.capabilities(request.backend))
+    backends.check(request, backends.capabilities(request.backend, request.device))
     unet = None
     for i, unit in enumerate(request.controlnet):
         try:

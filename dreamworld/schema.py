@@ -23,7 +23,7 @@ from .spec import Spec, allowed as _allowed, check_range as _check_range, plain,
 
 MODES = ("txt2img", "img2img", "inpaint")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 FORMATS = ("png", "jpg", "webp")
 MAX_SEED = 2**32 - 1
 MOTIONS = ("2d", "3d", "dream", "video")
@@ -102,7 +102,8 @@ class Request:
                        help="LoRAs from models/Lora with their weights (as <lora:name:weight> in the prompt does)")
     vae: str = spec(str, "", key=True, models="vae", label="VAE", infotext="VAE", group="advanced",
                     help="VAE name in models/VAE (default: the model's own)")
-    backend: str = spec(str, "torch", choices=BACKENDS, key=True, group="advanced", help="generation engine")
+    backend: str = spec(str, "torch", choices=BACKENDS, key=True, group="advanced",
+                        help="generation engine (auto: OpenVINO on the CPU, torch on a GPU)")
     device: str = spec(str, "auto", choices=DEVICES, key=True, group="advanced", help="compute device")
     precision: str = spec(str, "auto", choices=PRECISIONS, key=True, group="advanced", help="numeric precision")
     jit: bool = spec(bool, False, key=True, label="XLA compile", group="advanced",

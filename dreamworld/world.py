@@ -144,7 +144,7 @@ class DreamWorld:
     def _compile(self, request: Request) -> Backend:
         model_name = request.model or settings_module.DEFAULT_MODEL
         key = {name: getattr(request, name) for name in schema.KEY_FIELDS} | {"model": model_name}
-        cls = backends.backend_class(request.backend)
+        cls = backends.backend_class(request.backend, request.device)
         backends.check(request, cls.capabilities())
         if self.backend is not None and key == self._key:
             graph = _graph_key(cls, request, self.backend)

@@ -16,7 +16,9 @@ def header(ctx: Context) -> str:
     world, backend = ctx.world, ctx.world.backend
     if backend is None:
         request = world.request()
-        return (f"**DreamWorld** · {request.model} on {request.backend} · loads at the first generation "
+        engine = backends.engine(request.backend, request.device)
+        backend = request.backend if engine == request.backend else f"{request.backend} ({engine})"
+        return (f"**DreamWorld** · {request.model} on {backend} · loads at the first generation "
                 f"(device {request.device}, precision {request.precision})")
     model = (world._key or {}).get("model", "?")
     return f"**DreamWorld** · {model} on {backend.name} · device {backend.device} · precision {backend.precision}"

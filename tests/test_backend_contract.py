@@ -14,7 +14,7 @@ from dreamworld.schema import RequestError, validate
 SIZE = {"width": 128, "height": 64}
 
 
-@pytest.fixture(scope="module", params=backends.NAMES)
+@pytest.fixture(scope="module", params=backends.ENGINES)
 def engine(request, models_dir):
     backend = backends.backend_class(request.param)(LoadSpec(find_model(models_dir, "dreamworld-tiny"), None,
                                                              "cpu", "fp32"))
@@ -84,7 +84,7 @@ def test_the_model_facts_it_declares(engine):
     assert 1 <= engine.clip_layers <= schema.FIELDS["clip_skip"].max
 
 
-@pytest.mark.parametrize("name", backends.NAMES)
+@pytest.mark.parametrize("name", backends.ENGINES)
 def test_what_it_cannot_do_is_refused_naming_the_field(name):
     caps = backends.capabilities(name)
     for field in ("mode", "scheduler", "device", "precision"):

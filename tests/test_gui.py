@@ -915,21 +915,22 @@ def test_controlnet_panel_previews_guides_and_hides_on_tensorflow(page, server, 
     expect(panel).to_be_hidden(timeout=60_000)  # TensorFlow declares no ControlNet
 
 
-def test_the_openvino_engine_hides_what_it_leaves_to_torch_and_generates(page, server):
+def test_the_openvino_engine_keeps_every_control_and_auto_picks_it(page, server):
     lora, panel = page.locator("#lora-pick"), page.locator("#controlnet-panel")
-    expect(lora).to_be_visible()
-    expect(panel).to_be_visible()
     page.get_by_text("Advanced", exact=True).click()
     choose(page, "backend", "openvino")
-    expect(lora).to_be_hidden(timeout=30_000)  # LoRAs and ControlNet stay on torch
-    expect(panel).to_be_hidden()
-    expect(page.locator("#field-width input[type=number]")).to_have_attribute("step", "64")
-    fill(page, prompt="a yellow square on a purple background", seed=8, width=64, height=64, steps=3)
-    image = generate_one(page, server, timeout=GENERATION_TIMEOUT * 2)  # the first use converts the UNet
-    assert read_creation(image)["request"]["backend"] == "openvino"
-    choose(page, "backend", "torch")
-    expect(lora).to_be_visible(timeout=30_000)
+    expect(page.locator("#field-width input[type=number]")).to_have_attribute("step", "8")
+    expect(lora).to_be_visible()  # its steps with LoRAs or ControlNet run on torch's UNet
     expect(panel).to_be_visible()
+    fill(page, prompt="a yellow square on a purple background", seed=8, width=96, height=64, steps=3)
+    image = generate_one(page, server, timeout=GENERATION_TIMEOUT * 2)  # a first use converts the UNet
+    assert read_creation(image)["request"]["backend"] == "openvino"
+    assert Image.open(image).size == (96, 64)  # not a multiple of 64: torch's UNet took the steps
+    choose(page, "backend", "auto")  # OpenVINO here: no GPU
+    fill(page, width=64)
+    image = generate_one(page, server, timeout=GENERATION_TIMEOUT * 2)
+    assert read_creation(image)["request"]["backend"] == "auto"
+    choose(page, "backend", "torch")
 
 
 def test_the_cinema_tab_has_a_controlnet_panel_whose_units_guide_every_frame(page, server, tmp_path):

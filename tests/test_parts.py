@@ -35,7 +35,7 @@ def generated(world, seed=5, backend="torch", **fields):
     return result.paths[0]
 
 
-@pytest.mark.parametrize("backend", backends.NAMES)
+@pytest.mark.parametrize("backend", backends.ENGINES)
 def test_the_chain_gives_generates_pixels(world, tmp_path, backend):
     png = chain(world, tmp_path, backend=backend)
     assert np.array_equal(pixels(png), pixels(generated(world, backend=backend)))

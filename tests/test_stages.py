@@ -21,7 +21,7 @@ PROMPT = "a red circle on a blue background"
 TORCH_VAE = ("openvino",)  # engines whose VAE decode is the torch backend's own (tested there)
 
 
-@pytest.fixture(scope="module", params=backends.NAMES)
+@pytest.fixture(scope="module", params=backends.ENGINES)
 def engine(request, models_dir):
     backend = backends.backend_class(request.param)(LoadSpec(find_model(models_dir, "dreamworld-tiny"), None,
                                                              "cpu", "fp32"))
@@ -119,7 +119,7 @@ print(status("VmHWM") - before)
 
 
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's /proc/self/clear_refs")
-@pytest.mark.parametrize("backend", [n for n in backends.NAMES if n not in TORCH_VAE])
+@pytest.mark.parametrize("backend", [n for n in backends.ENGINES if n not in TORCH_VAE])
 def test_a_tiled_decode_of_a_large_latent_takes_less_peak_memory(models_dir, backend):
     import subprocess
     import sys

@@ -19,7 +19,9 @@ REGISTRY = {
     "tensorflow": ("dreamworld.backends.tf_backend", "TensorflowBackend"),
     "openvino": ("dreamworld.backends.openvino_backend", "OpenVINOBackend"),
 }
-NAMES = tuple(REGISTRY)
+ENGINES = tuple(REGISTRY)
+AUTO = "auto"  # the fastest engine here that serves every request (engine())
+NAMES = (AUTO,) + ENGINES
 
 
 @dataclass(frozen=True)
@@ -34,16 +36,31 @@ class LoadSpec:
     jit: bool = False
 
 
-def backend_class(name: str) -> type[Backend]:
+def engine(name: str, device: str = "auto") -> str:
+    """The registered engine a backend name stands for: 'auto' is openvino where the generation runs on the CPU
+    and the openvino package is installed (its UNet is the fastest here: docs/benchmarks.md), torch elsewhere."""
+    if name != AUTO:
+        return name
+    from .torch_devices import resolve_device
+    if device not in ("auto", "cpu") or resolve_device(device) != "cpu":
+        return "torch"
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "openvino"
+
+
+def backend_class(name: str, device: str = "auto") -> type[Backend]:
     from ..schema import RequestError
-    if name not in REGISTRY:
+    if name not in NAMES:
         raise RequestError("backend", f"backend must be one of {', '.join(NAMES)}, got {name!r}")
-    module, cls = REGISTRY[name]
+    module, cls = REGISTRY[engine(name, device)]
     return getattr(importlib.import_module(module), cls)
 
 
-def capabilities(name: str) -> Capabilities:
-    return backend_class(name).capabilities()
+def capabilities(name: str, device: str = "auto") -> Capabilities:
+    return backend_class(name, device).capabilities()
 
 
 def field_choices(name: str, caps: Capabilities) -> tuple | None:

@@ -44,7 +44,7 @@ class TorchBackend(LatentStages):
         self.device = resolve_device(spec.device)
         self.precision = resolve_precision(self.device, spec.precision)
         self.loop_device = self.device
-        dtype = DTYPES[self.precision]
+        self.dtype = dtype = DTYPES[self.precision]  # the torch networks'
         try:
             pipe = weights.load_pipeline(model, dtype)
             if vae is not None:
@@ -141,7 +141,7 @@ class TorchBackend(LatentStages):
         """The ControlNet of a models/ControlNet entry, loaded once and checked against this model's UNet."""
         if info.path not in self._controlnets:
             self._controlnets[info.path] = torch_controlnet.load(
-                info, self._pipes["txt2img"].unet.config, self.model_name, DTYPES[self.precision], self.device)
+                info, self._pipes["txt2img"].unet.config, self.model_name, self.dtype, self.device)
         return self._controlnets[info.path]
 
     def prepare_control(self, job: Job) -> list:
@@ -174,7 +174,7 @@ class TorchBackend(LatentStages):
         ControlNet's residuals, scaled by its weight, to the UNet's (summed, as diffusers'
         MultiControlNetModel does), the ControlNets seeing `control_input` (4-channel latents).
         SDXL (a Conditioning): the pooled features and the size conditioning go to the UNet and ControlNets."""
-        pipe, dtype = self._pipes["txt2img"], DTYPES[self.precision]
+        pipe, dtype = self._pipes["txt2img"], self.dtype
         sdxl = isinstance(context, Conditioning)
         hidden = torch.from_numpy(context.context if sdxl else context).to(self.device, dtype)
         extra = {"added_cond_kwargs": self._size_conditioning(context.pooled, latents.shape)} if sdxl else {}
@@ -199,7 +199,7 @@ class TorchBackend(LatentStages):
         """SDXL's added conditions: the pooled text features, and the picture's size as both its original
         size and its target, uncropped (diffusers' pipelines' defaults; A1111 does the same)."""
         height, width = shape[2] * self.scale, shape[3] * self.scale
-        dtype = DTYPES[self.precision]
+        dtype = self.dtype
         sizes = torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype).expand(shape[0], -1)
         return {"text_embeds": torch.from_numpy(pooled).to(self.device, dtype), "time_ids": sizes.to(self.device)}
 
