@@ -5,13 +5,13 @@
 The baseline is stock `diffusers.StableDiffusionPipeline` in fp32 on the CPU, fp16 on CUDA (Euler a,
 guidance 7, the same steps and size, its own VAE decode), loaded from the same diffusers folder of SD 1.5's
 networks with random weights (bench/backends.py writes it; the compute is that of real weights). Then
-DreamWorld with its defaults (torch, `precision=auto`: bf16 on a bf16 CPU, fp16 on CUDA) on the same folder,
-then opt-in rows: NGMS, DeepCache, the TAESD fast decode, `backend=auto` (OpenVINO int8 on the CPU: its
-conversion and quantization in the warm-up), OpenVINO in bf16 (a TAESD-size decoder of random weights for time; its
+DreamWorld with its defaults (`backend=auto`, `precision=auto`: OpenVINO int8 on the CPU, its conversion and
+quantization in the warm-up; torch fp16 on CUDA) on the same folder, then opt-in rows: NGMS, DeepCache (torch's
+UNet), the TAESD fast decode, the torch backend (bf16 on a bf16 CPU), OpenVINO in bf16 (a TAESD-size decoder of random weights for time; its
 fidelity is that of the embedded model's shipped TAESD).
 Each row is the best of --repeats images after a warm-up, text encoding and decode included. The fidelity
 of a row that changes pixels is its PSNR against the default's picture on the embedded model (20 steps,
-128x128, over --prompts scenes); the default's and auto's are also given against torch fp32, with the
+128x128, over --prompts scenes); the default's and torch's are also given against torch fp32, with the
 adherence scores (--adherence held-out prompts). The last line is
 `speedup X.XX`: the default's time over stock's.
 """
@@ -129,7 +129,7 @@ def main() -> None:
             (f"deepcache=2, ngms={args.ngms:g} (opt-in)", {"deepcache": 2, "ngms": args.ngms}),
             ("DreamWorld fast_decode (opt-in)", {"fast_decode": True}),
             ("deepcache=2, fast_decode (opt-in)", {"deepcache": 2, "fast_decode": True}),
-            ("backend=auto (opt-in; OpenVINO int8)", {"backend": "auto"}),
+            ("backend=torch (bf16 on a bf16 CPU)", {"backend": "torch"}),
             ("openvino precision=bf16 (opt-in)", {"backend": "openvino", "precision": "bf16"})]
     cpu_only = ("backend", "precision")  # OpenVINO's rows
     rows = [(label, extra) for label, extra in rows if not (args.device == "cuda" and set(cpu_only) & set(extra))
@@ -141,12 +141,12 @@ def main() -> None:
         said = f"   fidelity {fidelity(extra, args.prompts, args.device):.1f} dB PSNR vs default" if extra else ""
         print(f"{label:34s} {seconds:8.2f} s   {baseline / seconds:.2f}x{said}")
     reference = {"backend": "torch", "precision": "fp32"}
-    auto = {"backend": "auto"}
+    torch_default = {"backend": "torch"}
     print(f"fidelity vs torch fp32 (mean PSNR): default {fidelity(reference, args.prompts, args.device):.1f} dB, "
-          f"backend=auto {fidelity(auto, args.prompts, args.device, base=reference):.1f} dB; adherence: torch fp32 "
-          f"{adherence(reference, args.adherence, args.device):.1f}, "
+          f"backend=torch {fidelity(torch_default, args.prompts, args.device, base=reference):.1f} dB; adherence: "
+          f"torch fp32 {adherence(reference, args.adherence, args.device):.1f}, "
           f"default {adherence({}, args.adherence, args.device):.1f}, "
-          f"auto {adherence(auto, args.adherence, args.device):.1f}", flush=True)
+          f"backend=torch {adherence(torch_default, args.adherence, args.device):.1f}", flush=True)
     print(f"speedup {baseline / default:.2f}")
 
 

@@ -102,7 +102,7 @@ class Request:
                        help="LoRAs from models/Lora with their weights (as <lora:name:weight> in the prompt does)")
     vae: str = spec(str, "", key=True, models="vae", label="VAE", infotext="VAE", group="advanced",
                     help="VAE name in models/VAE (default: the model's own)")
-    backend: str = spec(str, "torch", choices=BACKENDS, key=True, group="advanced",
+    backend: str = spec(str, "auto", choices=BACKENDS, key=True, group="advanced",
                         help="generation engine (auto: OpenVINO on the CPU, torch on a GPU)")
     device: str = spec(str, "auto", choices=DEVICES, key=True, group="advanced", help="compute device")
     precision: str = spec(str, "auto", choices=PRECISIONS, key=True, group="advanced", help="numeric precision")

@@ -771,7 +771,7 @@ def test_saved_settings_show_in_create_and_after_a_reload(browser, tmp_path):
         page.set_default_timeout(20_000)
         page.goto(server.url)
         opened(page)
-        expect(page.locator("#header")).to_contain_text("dreamworld-tiny on torch")
+        expect(page.locator("#header")).to_contain_text("dreamworld-tiny on auto (openvino)")
         page.get_by_role("tab", name="Settings").click()
         page.locator("#setting-scheduler input").click()
         page.get_by_role("option", name="DPM++ 2M Karras", exact=True).click()
@@ -915,9 +915,10 @@ def test_controlnet_panel_previews_guides_and_hides_on_tensorflow(page, server, 
     expect(panel).to_be_hidden(timeout=60_000)  # TensorFlow declares no ControlNet
 
 
-def test_the_openvino_engine_keeps_every_control_and_auto_picks_it(page, server):
+def test_the_default_engine_is_auto_and_openvino_keeps_every_control(page, server):
     lora, panel = page.locator("#lora-pick"), page.locator("#controlnet-panel")
     page.get_by_text("Advanced", exact=True).click()
+    expect(page.locator("#field-backend input")).to_have_value("auto")
     choose(page, "backend", "openvino")
     expect(page.locator("#field-width input[type=number]")).to_have_attribute("step", "8")
     expect(lora).to_be_visible()  # its steps with LoRAs or ControlNet run on torch's UNet

@@ -39,14 +39,14 @@ def test_bf16_keeps_the_picture_within_the_stated_bound(world):
     assert min(values) >= 35, values
 
 
-def test_its_default_int8_keeps_the_picture_within_the_stated_bound_and_is_quantized_once(world, monkeypatch):
+def test_the_default_int8_keeps_the_picture_within_the_stated_bound_and_is_quantized_once(world, monkeypatch):
     """precision=auto is int8 here; docs/benchmarks.md states its bound: at least 28 dB from torch fp32's picture
     on the embedded model."""
     import nncf
     values = []
     for prompt, seed in SCENES:
         fields = dict(FIELDS, prompt=prompt, seed=seed)
-        int8 = world.create(backend="openvino", **fields)
+        int8 = world.create(**fields)  # the defaults: backend auto, precision auto
         assert world.backend.precision == "int8" and world.backend.name == "openvino"
         values.append(psnr(pixels(int8.images[0]), pixels(world.create(**fields, precision="fp32").images[0])))
     assert min(values) >= 28, values
@@ -55,8 +55,19 @@ def test_its_default_int8_keeps_the_picture_within_the_stated_bound_and_is_quant
         raise AssertionError("quantized again")
 
     monkeypatch.setattr(nncf, "quantize", refused)
-    again = world.create(backend="openvino", **fields)  # a new backend: torch fp32 came between
+    again = world.create(**fields)  # a new backend: fp32 came between
     assert np.array_equal(pixels(again.images[0]), pixels(int8.images[0]))
+
+
+def test_the_vae_decoder_runs_in_openvino(world, monkeypatch):
+    fields = dict(FIELDS, steps=2, seed=3, backend="openvino", precision="fp32")
+    first = pixels(world.create(**fields).images[0])
+
+    def refused(*args, **kwargs):
+        raise AssertionError("torch's VAE decoded")
+
+    monkeypatch.setattr(world.backend._pipes["txt2img"].vae, "decode", refused)
+    assert np.array_equal(pixels(world.create(**fields).images[0]), first)
 
 
 def test_the_unet_is_converted_once_and_a_damaged_copy_again(models_dir, monkeypatch, caplog):

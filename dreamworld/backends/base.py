@@ -22,9 +22,9 @@ def out_of_memory(device: str, width: int, height: int, error: BaseException | N
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """A failed allocation, as PyTorch's CPU allocator (a plain RuntimeError) and Python report it."""
-    return isinstance(error, MemoryError) or any(
-        words in str(error) for words in ("can't allocate memory", "not enough memory", "out of memory"))
+    """A failed allocation, as PyTorch's CPU allocator and OpenVINO (plain RuntimeErrors) and Python report it."""
+    said = ("can't allocate memory", "not enough memory", "out of memory", "bad_alloc")
+    return isinstance(error, MemoryError) or any(words in str(error) for words in said)
 
 
 class Interrupted(Exception):

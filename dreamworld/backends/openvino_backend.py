@@ -5,8 +5,9 @@ docs/benchmarks.md). It is what backend 'auto' picks on a machine without a GPU.
 The UNet of an SD 1.x or 2.x model is converted once from the loaded diffusers UNet (`openvino.convert_model`,
 any batch and size) and kept as OpenVINO IR under $DREAMWORLD_CACHE/openvino. Steps the IR cannot take run on
 the torch UNet, kept in the same precision: ControlNet units, active LoRAs, DeepCache, latents whose sides are
-not multiples of 8 (the IR keeps its upsampling sizes) and SDXL models (not converted). The text encoder and
-the VAE are torch's. precision=int8 runs a quantized copy of the IR (openvino_int8.py).
+not multiples of 8 (the IR keeps its upsampling sizes) and SDXL models (not converted). The VAE's decoder is
+converted too (in the float precision); the text encoder, the VAE's encoder and tiled decoding are torch's.
+precision=int8 runs a quantized copy of the UNet's IR (openvino_int8.py).
 """
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ log = logging.getLogger("dreamworld")
 CONVERSION = 1  # bump when the cached IR's meaning changes
 HINTS = {"fp32": "f32", "bf16": "bf16"}  # OpenVINO's INFERENCE_PRECISION_HINT
 # prompts of a few short generations whose UNet inputs calibrate precision=int8
-CALIBRATION = ("a photograph of a cat on a wooden table, soft light", "a green triangle on a white background")
-CALIBRATION_STEPS = 6
+CALIBRATION = ("a photograph of a cat on a wooden table, soft light", "a green triangle on a white background",
+               "a large red circle on a blue background", "a photograph of a mountain lake at dawn")
+CALIBRATION_STEPS = 10
 
 
 @lru_cache(maxsize=1)
@@ -73,6 +75,7 @@ class OpenVINOBackend(TorchBackend):
         self._loras_on = self._deepcache_on = False
         if not self.sdxl:  # (SDXL's UNet takes more inputs than the IR: its steps are torch's)
             self._ir = compiled(self._unet_ir(spec.model, precision, floats), floats)
+        self._decoder = compiled(converted_decoder(spec.model, spec.vae, pipe.vae), floats)
         for net in (pipe.unet, pipe.vae):  # (diffusers' own .to logs a warning for bf16)
             torch.nn.Module.to(net, DTYPES[floats])
         self.precision, self.dtype = precision, DTYPES[floats]
@@ -128,8 +131,15 @@ class OpenVINOBackend(TorchBackend):
                   np.ascontiguousarray(context, np.float32)]
         return torch.from_numpy(np.array(self._ir(inputs)[0]))  # a copy: the request reuses its buffer
 
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        z = np.ascontiguousarray((latents / self.vae_config["scaling_factor"]).numpy(), np.float32)
+        decoded = np.array(self._decoder([z])[0])
+        if decoded.shape[-2:] != (z.shape[-2] * self.scale, z.shape[-1] * self.scale):
+            return super().decode(latents)  # (not seen: the decoder's upsampling follows the input's size)
+        return torch.from_numpy(decoded)
+
     def close(self) -> None:
-        self._ir = None
+        self._ir = self._decoder = None
         super().close()
 
 
@@ -142,6 +152,31 @@ class UNetCall(torch.nn.Module):
 
     def forward(self, sample, timestep, hidden):
         return self.unet(sample, timestep, encoder_hidden_states=hidden, return_dict=False)[0]
+
+
+class DecoderCall(torch.nn.Module):
+    """The VAE's decoder as a function of unscaled latents -> picture in [-1, 1], the form OpenVINO converts."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latents):
+        return self.vae.decode(latents, return_dict=False)[0]
+
+
+def converted_decoder(model: ModelInfo, vae_file: ModelInfo | None, vae):
+    """The VAE's decoder as OpenVINO IR with fp32 weights, read from the cache, else converted and cached."""
+    import openvino as ov
+
+    def convert():
+        example = torch.randn(1, vae.config.latent_channels, 16, 16)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            return ov.convert_model(DecoderCall(vae).eval(), example_input=example)
+
+    xml = cache.converted_dir("openvino-vae", model, vae_file, CONVERSION) / "decoder.xml"
+    return cached_ir(xml, convert, f"converting the VAE decoder of {model.name} for OpenVINO")
 
 
 def converted_unet(model: ModelInfo, unet):
