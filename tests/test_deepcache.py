@@ -8,7 +8,7 @@ from dreamworld.errors import RequestError
 
 from .conftest import pixels
 
-FIELDS = dict(prompt="a red circle on a blue background", seed=4, steps=12, width=64, height=64)
+FIELDS = dict(prompt="a red circle on a blue background", seed=4, steps=12, width=64, height=64, backend="torch")
 
 
 def deep_calls(world, monkeypatch, **fields) -> tuple[int, object]:
@@ -42,7 +42,7 @@ def test_deepcache_with_ngms_runs_the_whole_unet_when_the_batch_changes(world, m
 
 def test_deepcache_is_refused_on_tensorflow_and_for_a_run_stopped_midway(world, tmp_path):
     with pytest.raises(RequestError) as e:
-        world.create(**FIELDS, deepcache=1, backend="tensorflow")
+        world.create(**dict(FIELDS, deepcache=1, backend="tensorflow"))
     assert e.value.field == "deepcache" and "set deepcache to 0" in str(e.value)
     text = world.parts.text(tmp_path / "d", prompt=FIELDS["prompt"])
     noise = world.parts.noise(tmp_path / "d", seed=4, width=64, height=64)

@@ -17,11 +17,12 @@ def root(engine: str) -> Path:
     return Path(os.environ.get("DREAMWORLD_CACHE", Path.home() / ".cache" / "dreamworld")) / engine
 
 
-def converted_dir(engine: str, model: ModelInfo, vae: ModelInfo | None, version: int) -> Path:
+def converted_dir(engine: str, model: ModelInfo, vae: ModelInfo | None, version: int, named: bool = True) -> Path:
     """An engine's folder for one model (and VAE), named after their names and hashes and the conversion's
-    version, so that a changed file or converter never reads an old conversion."""
+    version, so that a changed file or converter never reads an old conversion. Not `named`: after the hashes
+    alone, shared by copies of the same weights under other names (for what depends on the hashed weights only)."""
     def tag(m):
-        return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', m.name)[:60]}-{m.hash}"
+        return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', m.name)[:60]}-{m.hash}" if named else m.hash
     return root(engine) / (tag(model) + (f"+vae-{tag(vae)}" if vae else "") + f"-c{version}")
 
 

@@ -112,7 +112,7 @@ class OpenVINOBackend(TorchBackend):
         return inputs
 
     def set_loras(self, loras: tuple) -> bool:
-        self._loras_on = bool(loras)
+        self._loras_on = any(lora.weight for lora in loras)  # (at weight 0 the UNet is the base one)
         return super().set_loras(loras)
 
     def denoise(self, job: Job, context, latents=None, rng_state: bytes | None = None):
@@ -191,7 +191,7 @@ def converted_unet(model: ModelInfo, unet):
             warnings.simplefilter("ignore")  # the tracer's notes on the branches it fixes
             return ov.convert_model(UNetCall(unet).eval(), example_input=example)
 
-    xml = cache.converted_dir("openvino", model, None, CONVERSION) / "unet.xml"
+    xml = cache.converted_dir("openvino", model, None, CONVERSION, named=False) / "unet.xml"  # the hashed UNet's
     return cached_ir(xml, convert, f"converting the UNet of {model.name} for OpenVINO")
 
 

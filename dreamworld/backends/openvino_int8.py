@@ -20,7 +20,8 @@ QUANTIZATION = 2  # bump when the quantized IR's meaning changes
 def quantized_unet(model: ModelInfo, calibrated: Callable[[], tuple]):
     """The model's UNet quantized: read from the cache, else quantized from calibrated() (the float IR and lists
     of its inputs) and cached."""
-    xml = cache.converted_dir("openvino-int8", model, None, CONVERSION * 1000 + QUANTIZATION) / "unet.xml"
+    version = CONVERSION * 1000 + QUANTIZATION
+    xml = cache.converted_dir("openvino-int8", model, None, version, named=False) / "unet.xml"
     return cached_ir(xml, lambda: hybrid_quantized(*calibrated()),
                      f"quantizing the UNet of {model.name} to int8 for OpenVINO")
 
