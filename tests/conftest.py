@@ -1,3 +1,4 @@
+import atexit
 import os
 import shutil
 import tempfile
@@ -10,6 +11,7 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Converted weights and generated configs go to a fresh cache, never the user's.
 os.environ["DREAMWORLD_CACHE"] = tempfile.mkdtemp(prefix="dreamworld-test-cache-")
+atexit.register(shutil.rmtree, os.environ["DREAMWORLD_CACHE"], ignore_errors=True)  # GBs of conversions
 
 from dreamworld import DreamWorld  # noqa: E402
 from dreamworld.jobs import QUEUE_FILE  # noqa: E402

@@ -368,8 +368,8 @@ def test_an_sd15_safetensors_in_models_loads_offline_and_generates(dirs, sd15, m
     world = make_world(dirs)
     assert {m.name: m.format for m in world.list_models()}["sd15-random"] == "safetensors"
 
-    result = world.create(prompt="a red fox in the snow", model="sd15-random", steps=2, width=64, height=64,
-                          seed=1, precision="fp32")  # the weights compared as they are in the file
+    result = world.create(prompt="a red fox in the snow", model="sd15-random", steps=2, width=64, height=64, seed=1,
+                          backend="torch", precision="fp32")  # the weights compared as they are in the file
     [image_path] = result.paths
     image = np.asarray(Image.open(image_path))
     assert image.shape == (64, 64, 3) and image.max() > 0  # NaNs would come out black
@@ -402,7 +402,8 @@ def test_an_a1111_single_file_controlnet_guides_a_single_file_sd15_model(dirs, s
     square.paste((255, 255, 255), (8, 16, 40, 48))
     square.save(tmp_path / "square.png")
     world = make_world(dirs)
-    fields = dict(prompt="a red fox", model="sd15-random", steps=2, width=64, height=64, seed=1, precision="fp32")
+    fields = dict(prompt="a red fox", model="sd15-random", steps=2, width=64, height=64, seed=1, precision="fp32",
+                  backend="torch")  # (full size: OpenVINO would convert it for minutes)
     plain = world.create(**fields)
     guided = world.create(**fields, controlnet=[{"preprocessor": "canny", "model": "control_v11p_sd15_canny",
                                                  "image": str(tmp_path / "square.png")}])
@@ -431,7 +432,7 @@ def test_an_sd15_safetensors_runs_on_tensorflow_with_the_torch_pictures_and_is_c
     monkeypatch.setenv("DREAMWORLD_CACHE", str(dirs / "cache"))
     world = make_world(dirs)
     fields = dict(prompt="a red fox in the snow", model="sd15-random", steps=2, width=64, height=64, seed=1)
-    on_torch = np.asarray(world.create(**fields).images[0], np.int16)
+    on_torch = np.asarray(world.create(backend="torch", **fields).images[0], np.int16)
     world.release()
     on_tf = np.asarray(world.create(backend="tensorflow", **fields).images[0], np.int16)
     assert world.backend.native_size == (512, 512) and world.backend.clip_layers == 12
